@@ -1,0 +1,141 @@
+"""Counting decoded records into label sets, each row exactly once.
+
+One `Tally` per operation. It owns the dedupe store, the label limiters and every number derived
+from records; it does no I/O and takes no locks (the poller serialises access), so it can be tested
+and benchmarked on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zoneinfo import ZoneInfo
+
+from exporter import labels
+from exporter.config import Labels
+from exporter.dedupe import SeenRows
+from exporter.records import Answer, DateParser, Record, fingerprint
+
+LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
+
+REJECT_REASONS = ("missing_field", "invalid_type", "invalid_date", "out_of_range")
+LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
+
+
+@dataclass
+class Ingested:
+    received: int = 0
+    counted: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+
+
+class Tally:
+    def __init__(self, zone: ZoneInfo, interval: int, config: Labels) -> None:
+        self.interval = interval
+        self.config = config
+        self.parse_date = DateParser(zone)
+        self.seen = SeenRows()
+        self.interactions: dict[LabelKey, int] = {}
+        self.received = 0
+        self.duplicates = 0
+        self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
+        self.overflow: dict[str, int] = dict.fromkeys(LIMITED_LABELS, 0)
+        # Counts per window start, for windows whose rows may still arrive (late rows, re-reads).
+        self.by_window: dict[int, dict[LabelKey, int]] = {}
+        # The published last-window gauge and when each label set last had a non-zero value.
+        self.last_window: dict[LabelKey, int] = {}
+        self.last_active: dict[LabelKey, float] = {}
+        self._limit_channel = labels.Limiter(config.channel.max_values)
+        self._limit_rp = labels.Limiter(config.rp_id.max_values)
+        self._limit_answer = labels.Limiter(config.routing_answer.max_values)
+        self._label_cache: dict[
+            tuple[str, str | int, str | None], tuple[LabelKey, tuple[str, ...]]
+        ] = {}
+
+    def ingest(self, answer: Answer, first: int, last: int) -> Ingested:
+        """Count the rows of one answer to the inclusive request range `[first, last]`."""
+        result = Ingested(received=len(answer.records) + sum(answer.rejected.values()))
+        for reason, n in answer.rejected.items():
+            self.rejected[reason] = self.rejected.get(reason, 0) + n
+            result.rejected += n
+        copies: dict[tuple[int, bytes], int] = {}
+        sample: dict[tuple[int, bytes], Record] = {}
+        parse = self.parse_date
+        for rec in answer.records:
+            second = parse(rec.date)
+            if second is None:
+                self.rejected["invalid_date"] += 1
+                result.rejected += 1
+                continue
+            if second < first or second > last:
+                self.rejected["out_of_range"] += 1
+                result.rejected += 1
+                continue
+            key = (second, fingerprint(rec))
+            if key in copies:
+                copies[key] += 1
+            else:
+                copies[key] = 1
+                sample[key] = rec
+        admit = self.seen.admit
+        for key, n in copies.items():
+            new = admit(key[0], key[1], n)
+            if new:
+                self._count(sample[key], key[0], new)
+                result.counted += new
+        result.duplicates = result.received - result.counted - result.rejected
+        self.received += result.received
+        self.duplicates += result.duplicates
+        return result
+
+    def _count(self, rec: Record, second: int, n: int) -> None:
+        raw = (rec.channel, rec.rp_id, rec.routing_answer)
+        cached = self._label_cache.get(raw)
+        if cached is None:
+            cached = self._labels(raw)
+            if len(self._label_cache) >= 50_000:
+                self._label_cache.clear()
+            self._label_cache[raw] = cached
+        key, folded = cached
+        for name in folded:
+            self.overflow[name] += n
+        self.interactions[key] = self.interactions.get(key, 0) + n
+        start = second - second % self.interval
+        window = self.by_window.get(start)
+        if window is None:
+            window = self.by_window[start] = {}
+        window[key] = window.get(key, 0) + n
+
+    def _labels(self, raw: tuple[str, str | int, str | None]) -> tuple[LabelKey, tuple[str, ...]]:
+        folded: list[str] = []
+        ch, f1 = self._limit_channel(labels.channel(raw[0]))
+        rp, f2 = self._limit_rp(labels.rp_id(raw[1]))
+        ans, f3 = self._limit_answer(
+            labels.routing_answer(raw[2], self.config.routing_answer.max_length)
+        )
+        for name, was in zip(LIMITED_LABELS, (f1, f2, f3), strict=True):
+            if was:
+                folded.append(name)
+        return (ch, rp, ans), tuple(folded)
+
+    def publish(self, window_start: int, now: float, keep_from: int) -> None:
+        """Expose the counts of the window that just completed as the last-window gauge.
+
+        A label set that had traffic earlier reports 0 instead of vanishing, so panels show a drop
+        rather than a gap; it is removed once quiet for `last_window_retention`.
+        """
+        counts = self.by_window.get(window_start, {})
+        for key in self.last_window:
+            self.last_window[key] = 0
+        for key, n in counts.items():
+            self.last_window[key] = n
+            self.last_active[key] = now
+        horizon = now - self.config.last_window_retention
+        for key in [k for k, t in self.last_active.items() if t < horizon]:
+            del self.last_active[key]
+            self.last_window.pop(key, None)
+        for start in [s for s in self.by_window if s < keep_from]:
+            del self.by_window[start]
+
+    def forget_before(self, second: int) -> None:
+        self.seen.forget_before(second)

@@ -1,0 +1,261 @@
+"""Command line: run the exporter, check a config, or run the simulated API on its own."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry
+
+from exporter import __version__, config, logs, server, simulator
+from exporter.client import TokenGate
+from exporter.collector import WolkvoxCollector
+from exporter.poller import Poller
+
+log = logging.getLogger("exporter")
+
+DEMO_TOKEN = "demo-token-not-secret"
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"WOLKVOX_EXPORTER_{name}", default)
+
+
+def _run_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wolkvox-exporter",
+        description="Prometheus exporter for Wolkvox interaction routing and chatbots (diagram_9). "
+        "Subcommands: 'check --config FILE' validates a config; 'simulate' runs the simulated API.",
+    )
+    p.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        default=_env("CONFIG"),
+        metavar="FILE",
+        help="YAML config file (env WOLKVOX_EXPORTER_CONFIG)",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the built-in simulated Wolkvox API on loopback; needs no config or token",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=_env("LISTEN_ADDRESS"),
+        metavar="HOST:PORT",
+        help=f"address to serve metrics on; overrides web.listen_address "
+        f"(default {config.DEFAULT_LISTEN_ADDRESS}; env WOLKVOX_EXPORTER_LISTEN_ADDRESS)",
+    )
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        default=_env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warn", "warning", "error"],
+        help="minimum log level (default info; env WOLKVOX_EXPORTER_LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--log.format",
+        dest="log_format",
+        default=_env("LOG_FORMAT", "logfmt"),
+        choices=["logfmt", "json"],
+        help="log line format (default logfmt; env WOLKVOX_EXPORTER_LOG_FORMAT)",
+    )
+    p.add_argument("--version", action="version", version=f"wolkvox-exporter {__version__}")
+    return p
+
+
+def _check_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wolkvox-exporter check",
+        description="Validate a config file: exit 0 if valid, 1 if not.",
+    )
+    p.add_argument("--config", "--config.file", dest="config", required=True, metavar="FILE")
+    return p
+
+
+def _simulate_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wolkvox-exporter simulate",
+        description="Serve the simulated Wolkvox diagram_9 API (for trying the exporter and for tests).",
+    )
+    p.add_argument("--listen", default="127.0.0.1:8089", metavar="HOST:PORT")
+    p.add_argument(
+        "--token", action="append", required=True, help="a token the API accepts (repeatable)"
+    )
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--timezone", default="America/Bogota")
+    p.add_argument("--rate", type=float, default=120.0, help="records per minute at the daily peak")
+    p.add_argument("--flat", action="store_true", help="no daily curve: the same rate all day")
+    p.add_argument("--late-fraction", type=float, default=0.05)
+    p.add_argument("--late-max", type=float, default=120.0, help="seconds a late record may lag")
+    p.add_argument("--duplicate-fraction", type=float, default=0.01)
+    p.add_argument("--cap", type=int, default=6000, help="records per answer at most")
+    p.add_argument("--cap-mode", choices=["truncate", "error"], default="truncate")
+    p.add_argument("--latency", type=float, default=0.02, help="seconds each answer takes")
+    p.add_argument("--start", type=int, help="no traffic dated before this Unix time")
+    p.add_argument("--stop", type=int, help="no traffic dated at or after this Unix time")
+    return p
+
+
+def _fail(message: str) -> int:
+    print(f"wolkvox-exporter: {message}", file=sys.stderr)
+    return 1
+
+
+def check(argv: Sequence[str]) -> int:
+    args = _check_parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+    except config.ConfigError as exc:
+        return _fail(str(exc))
+    print(
+        f"config OK: {len(cfg.operations)} operation(s): {', '.join(o.name for o in cfg.operations)}"
+    )
+    return 0
+
+
+def simulate(argv: Sequence[str]) -> int:
+    args = _simulate_parser().parse_args(argv)
+    try:
+        host, port = config.split_listen_address(args.listen)
+        zone = ZoneInfo(args.timezone)
+    except Exception as exc:
+        return _fail(str(exc))
+    traffic = simulator.Traffic(
+        seed=args.seed,
+        zone=zone,
+        rate_per_minute=args.rate,
+        daily_curve=not args.flat,
+        late_fraction=args.late_fraction,
+        late_max=args.late_max,
+        duplicate_fraction=args.duplicate_fraction,
+        start=args.start,
+        stop=args.stop,
+    )
+    sim = simulator.Simulator(
+        {"default": traffic},
+        set(args.token),
+        cap=args.cap,
+        cap_mode=args.cap_mode,
+        latency=args.latency,
+    )
+    srv, url = simulator.serve(sim, host or "127.0.0.1", port)
+    print(f"simulated Wolkvox API at {url}/api/v2/reports_manager.php", flush=True)
+    _wait_for_signal()
+    srv.shutdown()
+    return 0
+
+
+def _demo_config() -> config.Config:
+    tenants = {
+        "bogota": simulator.Traffic(
+            seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300, late_max=30
+        ),
+        "mexico": simulator.Traffic(
+            seed=2, zone=ZoneInfo("America/Mexico_City"), rate_per_minute=150, late_max=30
+        ),
+    }
+    sim = simulator.Simulator(tenants, {DEMO_TOKEN})
+    _, url = simulator.serve(sim)
+    return config.from_mapping(
+        {
+            "operations": [
+                # Both share one token, as operations of one licence often do: the exporter
+                # serialises their requests so the API never sees the token twice at once.
+                {
+                    "name": "demo-bogota",
+                    "base_url": f"{url}/bogota",
+                    "token": DEMO_TOKEN,
+                    "timezone": "America/Bogota",
+                },
+                {
+                    "name": "demo-mexico",
+                    "base_url": f"{url}/mexico",
+                    "token": DEMO_TOKEN,
+                    "timezone": "America/Mexico_City",
+                },
+            ],
+            "polling": {
+                "interval": "15s",
+                "settle_delay": "5s",
+                "lookback": "1m",
+                "request_spacing": "200ms",
+            },
+        }
+    )
+
+
+def _wait_for_signal() -> None:
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    while not done.wait(3600):
+        pass
+
+
+def run(argv: Sequence[str]) -> int:
+    args = _run_parser().parse_args(argv)
+    if args.demo == bool(args.config):
+        return _fail("give either --config FILE or --demo (see --help)")
+    try:
+        cfg = _demo_config() if args.demo else config.load(args.config)
+        listen = args.listen or cfg.web.listen_address
+        host, port = config.split_listen_address(listen)
+    except config.ConfigError as exc:
+        return _fail(str(exc))
+    except ValueError as exc:
+        return _fail(f"--web.listen-address: {exc}")
+    level = "warning" if args.log_level == "warn" else args.log_level
+    logs.setup(level, args.log_format, secrets=[op.secret() for op in cfg.operations])
+
+    if cfg.polling.interval < 300 and not args.demo:
+        log.warning(
+            "polling.interval is below the 5m the vendor recommends; each poll costs daily quota",
+            extra={"interval": config.format_duration(cfg.polling.interval)},
+        )
+    gate = TokenGate(cfg.polling.request_spacing)
+    pollers = [Poller(op, cfg.polling, cfg.labels, gate) for op in cfg.operations]
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WolkvoxCollector(pollers, cfg.polling.interval))
+    try:
+        httpd, _ = server.serve(server.App(registry, pollers), host, port)
+    except OSError as exc:
+        return _fail(f"cannot listen on {listen}: {exc.strerror}")
+    log.info(
+        "wolkvox-exporter started",
+        extra={
+            "version": __version__,
+            "listen": listen,
+            "operations": len(pollers),
+            "demo": args.demo,
+        },
+    )
+    for p in pollers:
+        p.start()
+    _wait_for_signal()
+    log.info("shutting down")
+    httpd.shutdown()
+    for p in pollers:
+        p.shutdown()
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "check":
+        return check(argv[1:])
+    if argv and argv[0] == "simulate":
+        return simulate(argv[1:])
+    return run(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

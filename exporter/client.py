@@ -1,0 +1,261 @@
+"""Talking to the reports API: one GET per call, one call in flight per token, every answer classified.
+
+Retries are a loop of our own rather than urllib3's `Retry`: the classification depends on the body
+(a 403 means five different things), each attempt must be counted by outcome in the metrics, and
+the token must be released between attempts so operations sharing it are not starved.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from enum import StrEnum
+from zoneinfo import ZoneInfo
+
+import requests
+
+from exporter import __version__
+from exporter.records import Answer, InvalidAnswer, decode, format_wall
+
+API = "diagram_9"
+
+
+class Outcome(StrEnum):
+    """The value of the `outcome` label of `wolkvox_api_requests_total`."""
+
+    SUCCESS = "success"
+    EMPTY = "empty"
+    TIMEOUT = "timeout"
+    CONNECTION_ERROR = "connection_error"
+    SERVER_ERROR = "server_error"
+    INVALID_RESPONSE = "invalid_response"
+    UNAUTHORIZED = "unauthorized"
+    QUOTA_EXCEEDED = "quota_exceeded"
+    CONCURRENCY_LIMITED = "concurrency_limited"
+    MAINTENANCE = "maintenance"
+    TOO_MANY_RECORDS = "too_many_records"
+    BAD_REQUEST = "bad_request"
+    HTTP_ERROR = "http_error"
+
+
+TRANSIENT = frozenset(
+    {
+        Outcome.TIMEOUT,
+        Outcome.CONNECTION_ERROR,
+        Outcome.SERVER_ERROR,
+        Outcome.INVALID_RESPONSE,
+        Outcome.CONCURRENCY_LIMITED,
+    }
+)
+
+_DESCRIPTIONS = {
+    Outcome.TIMEOUT: "the API did not answer in time",
+    Outcome.CONNECTION_ERROR: "could not connect to the API",
+    Outcome.SERVER_ERROR: "the API answered with a server error",
+    Outcome.INVALID_RESPONSE: "the API answered with something that is not a diagram_9 envelope",
+    Outcome.UNAUTHORIZED: "the API rejected the token (missing, invalid or expired)",
+    Outcome.QUOTA_EXCEEDED: "the operation's daily API quota is used up (TOKEN LIMIT EXCEEDED)",
+    Outcome.CONCURRENCY_LIMITED: "the API refused a simultaneous request with the same token",
+    Outcome.MAINTENANCE: "the API refused the request (403), as it does during maintenance",
+    Outcome.TOO_MANY_RECORDS: "the API asked for a narrower date range",
+    Outcome.BAD_REQUEST: "the API rejected the request parameters",
+    Outcome.HTTP_ERROR: "the API answered with an unexpected HTTP status",
+}
+
+
+class ApiError(Exception):
+    """A call that produced no usable answer. The text never holds the token or any record field."""
+
+    def __init__(
+        self,
+        outcome: Outcome,
+        detail: str = "",
+        *,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        self.outcome = outcome
+        self.status = status
+        self.retry_after = retry_after
+        text = _DESCRIPTIONS.get(outcome, str(outcome))
+        if status is not None:
+            text += f" (HTTP {status})"
+        if detail:
+            text += f": {detail}"
+        super().__init__(text)
+
+
+class TokenGate:
+    """Process-wide rule of the API: a token is never used by two requests at once.
+
+    Operations that share a token share one lock, found by a digest of the token so that the token
+    itself is not kept as a key. After each call the token rests `spacing` seconds.
+    """
+
+    def __init__(self, spacing: float) -> None:
+        self.spacing = spacing
+        self._guard = threading.Lock()
+        self._locks: dict[bytes, threading.Lock] = {}
+        self._last: dict[bytes, float] = {}
+
+    @contextmanager
+    def hold(self, token: str, stop: threading.Event | None = None) -> Iterator[None]:
+        key = hashlib.sha256(token.encode()).digest()
+        with self._guard:
+            lock = self._locks.setdefault(key, threading.Lock())
+        while not lock.acquire(timeout=0.2):
+            if stop is not None and stop.is_set():
+                raise ApiError(Outcome.CONNECTION_ERROR, "stopping")
+        try:
+            wait = self._last.get(key, 0.0) + self.spacing - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
+            yield
+        finally:
+            self._last[key] = time.monotonic()
+            lock.release()
+
+
+def _classify_refusal(status: int, text: str) -> Outcome:
+    upper = text.upper()
+    if "RECORD" in upper and ("REDUCE" in upper or "EXCEED" in upper) and "LIMIT OF" not in upper:
+        return Outcome.TOO_MANY_RECORDS
+    if status in (401,) or "VALIDATE TOKEN" in upper or "ENTER THE WOLKVOX-TOKEN" in upper:
+        return Outcome.UNAUTHORIZED
+    if "TOKEN LIMIT EXCEEDED" in upper:
+        return Outcome.QUOTA_EXCEEDED
+    if "SIMULTANEOUS" in upper or status == 429:
+        return Outcome.CONCURRENCY_LIMITED
+    if status == 403:
+        return Outcome.MAINTENANCE
+    if status == 400:
+        return Outcome.BAD_REQUEST
+    if status >= 500:
+        return Outcome.SERVER_ERROR
+    return Outcome.HTTP_ERROR
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After", "").strip()
+    if value.isdigit():
+        return float(value)
+    return None
+
+
+def _refusal_text(body: bytes) -> str:
+    """The msg/error of an error envelope, for classification only; never logged."""
+    try:
+        answer = decode(body)
+    except InvalidAnswer:
+        return body[:300].decode("utf-8", "replace")
+    return f"{answer.msg} {answer.error}"
+
+
+RequestObserver = Callable[[Outcome, float], None]
+
+
+@dataclass
+class Client:
+    """Calls diagram_9 for one operation; `observe` is told the outcome and duration of every attempt."""
+
+    url: str
+    token: str
+    zone: ZoneInfo
+    gate: TokenGate
+    observe: RequestObserver
+    connect_timeout: float = 10.0
+    timeout: float = 60.0
+    retries: int = 2
+    retry_backoff: float = 2.0
+    stop: threading.Event | None = None
+
+    def __post_init__(self) -> None:
+        self.session = requests.Session()
+        self.session.headers["User-Agent"] = f"wolkvox-exporter/{__version__}"
+
+    def __repr__(self) -> str:  # the dataclass repr would print the token
+        return f"Client(url={self.url!r})"
+
+    def close(self) -> None:
+        self.session.close()
+
+    def fetch(self, first: int, last: int) -> Answer:
+        """Fetch the rows dated in the inclusive range `[first, last]` (epoch seconds)."""
+        attempt = 0
+        while True:
+            try:
+                return self._once(first, last)
+            except ApiError as exc:
+                if exc.outcome not in TRANSIENT or attempt >= self.retries:
+                    raise
+                delay = self.retry_backoff * (2**attempt)
+                if exc.retry_after is not None:
+                    delay = max(delay, min(exc.retry_after, 300.0))
+                attempt += 1
+                if self.stop is not None:
+                    if self.stop.wait(delay):
+                        raise
+                else:
+                    time.sleep(delay)
+
+    def _once(self, first: int, last: int) -> Answer:
+        params = {
+            "api": API,
+            "date_ini": format_wall(first, self.zone),
+            "date_end": format_wall(last, self.zone),
+        }
+        with self.gate.hold(self.token, self.stop):
+            started = time.perf_counter()
+            outcome = Outcome.SUCCESS
+            try:
+                answer = self._call(params)
+                if not answer.records and not answer.rejected:
+                    outcome = Outcome.EMPTY
+                return answer
+            except ApiError as exc:
+                outcome = exc.outcome
+                raise
+            finally:
+                self.observe(outcome, time.perf_counter() - started)
+
+    def _call(self, params: dict[str, str]) -> Answer:
+        try:
+            response = self.session.get(
+                self.url,
+                params=params,
+                headers={"wolkvox-token": self.token},
+                timeout=(self.connect_timeout, self.timeout),
+                allow_redirects=False,
+            )
+            body = response.content
+        except requests.Timeout:
+            raise ApiError(Outcome.TIMEOUT) from None
+        except requests.ConnectionError as exc:
+            raise ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__) from None
+        except requests.RequestException as exc:
+            raise ApiError(Outcome.HTTP_ERROR, type(exc).__name__) from None
+        status = response.status_code
+        if status == 404:
+            # diagram_9 answers 404 when nothing matches the range.
+            return Answer(code=404, msg="", error="", records=[])
+        if status != 200:
+            outcome = _classify_refusal(status, _refusal_text(body))
+            raise ApiError(outcome, status=status, retry_after=_retry_after(response))
+        try:
+            answer = decode(body)
+        except InvalidAnswer as exc:
+            raise ApiError(Outcome.INVALID_RESPONSE, str(exc), status=status) from None
+        if answer.code == 404:
+            return Answer(code=404, msg="", error="", records=[])
+        if answer.code != 200:
+            outcome = _classify_refusal(answer.code or 0, f"{answer.msg} {answer.error}")
+            if outcome is Outcome.HTTP_ERROR:
+                outcome = Outcome.INVALID_RESPONSE
+            raise ApiError(outcome, f"envelope code {answer.code}", status=status)
+        if not answer.records and _classify_refusal(200, answer.msg) is Outcome.TOO_MANY_RECORDS:
+            raise ApiError(Outcome.TOO_MANY_RECORDS, status=status)
+        return answer

@@ -1,0 +1,150 @@
+"""Rendering poller snapshots as metric families on each scrape, without any I/O.
+
+Sample output:
+
+    # HELP wolkvox_interactions_total Routing records counted, each exactly once, ...
+    # TYPE wolkvox_interactions_total counter
+    wolkvox_interactions_total{operation="bogota",channel="whatsapp",rp_id="101",routing_answer="transfer_skill"} 42.0
+    # TYPE wolkvox_up gauge
+    wolkvox_up{operation="bogota"} 1.0
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+
+from exporter import __version__
+from exporter.config import format_duration
+from exporter.poller import DURATION_BUCKETS, Poller
+
+LABELS = ["operation", "channel", "rp_id", "routing_answer"]
+
+
+class WolkvoxCollector(Collector):
+    def __init__(self, pollers: Sequence[Poller], interval: float) -> None:
+        self.pollers = pollers
+        self.every = f"polled every {format_duration(interval)} in the background"
+
+    def describe(self) -> Iterator[Metric]:
+        # Declared so the registry does not run collect() at registration time.
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        snaps = [p.snapshot() for p in self.pollers]
+        every = self.every
+
+        interactions = CounterMetricFamily(
+            "wolkvox_interactions",
+            f"Routing records (one per customer message routed) counted exactly once, by the "
+            f"record's channel, routing point and normalised routing answer; {every}.",
+            labels=LABELS,
+        )
+        last_window = GaugeMetricFamily(
+            "wolkvox_interactions_last_window",
+            f"Routing records dated in the most recent complete polling window; label sets seen "
+            f"earlier report 0 until quiet for the retention period; {every}.",
+            labels=LABELS,
+        )
+        up = GaugeMetricFamily(
+            "wolkvox_up",
+            f"1 if the last poll of the Wolkvox API succeeded, else 0; {every}.",
+            labels=["operation"],
+        )
+        last_success = GaugeMetricFamily(
+            "wolkvox_last_success_timestamp_seconds",
+            "Unix time of the last poll in which every window was fetched and counted.",
+            labels=["operation"],
+        )
+        until = GaugeMetricFamily(
+            "wolkvox_collected_until_timestamp_seconds",
+            "Unix time up to which records have been fetched and counted (records published "
+            "later than settle_delay are still picked up by the lookback re-read).",
+            labels=["operation"],
+        )
+        requests = CounterMetricFamily(
+            "wolkvox_api_requests",
+            "Requests made to the Wolkvox reports API, by outcome; each costs daily quota.",
+            labels=["operation", "outcome"],
+        )
+        duration = HistogramMetricFamily(
+            "wolkvox_api_request_duration_seconds",
+            "Time taken by requests to the Wolkvox reports API, waiting for the token excluded.",
+            labels=["operation"],
+        )
+        received = CounterMetricFamily(
+            "wolkvox_records_received",
+            f"Records received from the API, re-reads of the lookback span included; {every}.",
+            labels=["operation"],
+        )
+        duplicates = CounterMetricFamily(
+            "wolkvox_records_duplicate",
+            "Received records not counted because they had already been counted (re-reads and "
+            "overlapping windows).",
+            labels=["operation"],
+        )
+        rejected = CounterMetricFamily(
+            "wolkvox_records_rejected",
+            "Received records that could not be counted, by reason.",
+            labels=["operation", "reason"],
+        )
+        overflow = CounterMetricFamily(
+            "wolkvox_label_overflow",
+            "Records whose label value was folded into __other__ because the label reached its "
+            "cap of distinct values.",
+            labels=["operation", "label"],
+        )
+        build = GaugeMetricFamily(
+            "wolkvox_exporter_build_info",
+            "A metric with a constant 1 value labelled by the exporter's version.",
+            labels=["version"],
+        )
+        build.add_metric([__version__], 1)
+
+        for s in snaps:
+            op = s.name
+            for key, n in s.interactions.items():
+                interactions.add_metric([op, *key], n)
+            for key, n in s.last_window.items():
+                last_window.add_metric([op, *key], n)
+            up.add_metric([op], 1 if s.up else 0)
+            if s.last_success is not None:
+                last_success.add_metric([op], s.last_success)
+            if s.collected_until is not None:
+                until.add_metric([op], s.collected_until)
+            for outcome, n in s.requests.items():
+                requests.add_metric([op, outcome], n)
+            buckets = [
+                (str(b), float(v))
+                for b, v in zip(DURATION_BUCKETS, s.duration_buckets, strict=False)
+            ]
+            buckets.append(("+Inf", float(s.duration_buckets[-1])))
+            duration.add_metric([op], buckets, s.duration_sum)
+            received.add_metric([op], s.received)
+            duplicates.add_metric([op], s.duplicates)
+            for reason, n in s.rejected.items():
+                rejected.add_metric([op, reason], n)
+            for label, n in s.overflow.items():
+                overflow.add_metric([op, label], n)
+
+        yield from (
+            interactions,
+            last_window,
+            up,
+            last_success,
+            until,
+            requests,
+            duration,
+            received,
+            duplicates,
+            rejected,
+            overflow,
+            build,
+        )

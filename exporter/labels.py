@@ -1,0 +1,63 @@
+"""Turning record fields into bounded, privacy-safe label values.
+
+`routing_answer` is free text written by the bot flow, so left alone it would mint a series per
+reply and could carry what a customer typed. It is therefore normalised (whitespace collapsed,
+`MaskedText:` payloads dropped, long digit runs and e-mail addresses masked, cut to a length) and
+each label is capped per operation: the first `max_values` distinct values keep their name, later
+ones are folded into `__other__` and the fold is counted so the cap is visible, not silent.
+"""
+
+from __future__ import annotations
+
+import re
+
+OTHER = "__other__"
+EMPTY = "__empty__"
+
+_SPACE = re.compile(r"\s+")
+_EMAIL = re.compile(r"[^\s@]+@[^\s@]+")
+_DIGITS = re.compile(r"\d{4,}")
+_MASKED = re.compile(r"^maskedtext\s*:", re.IGNORECASE)
+
+
+def channel(value: str) -> str:
+    v = _SPACE.sub(" ", value).strip().lower()
+    return v or EMPTY
+
+
+def rp_id(value: str | int) -> str:
+    v = str(value).strip()
+    return v or EMPTY
+
+
+def routing_answer(value: str | None, max_length: int) -> str:
+    if not value:
+        return EMPTY
+    v = _SPACE.sub(" ", value).strip()
+    if not v:
+        return EMPTY
+    if _MASKED.match(v):
+        return "MaskedText"
+    v = _EMAIL.sub("<email>", v)
+    v = _DIGITS.sub("#", v)
+    v = "".join(ch for ch in v if ch.isprintable())
+    if len(v) > max_length:
+        v = v[: max_length - 1].rstrip() + "…"
+    return v or EMPTY
+
+
+class Limiter:
+    """Admit at most `max_values` distinct values of one label; fold the rest into `__other__`."""
+
+    def __init__(self, max_values: int) -> None:
+        self.max_values = max_values
+        self.admitted: set[str] = set()
+
+    def __call__(self, value: str) -> tuple[str, bool]:
+        """Return the label value to use and whether it was folded."""
+        if value in self.admitted:
+            return value, False
+        if len(self.admitted) < self.max_values:
+            self.admitted.add(value)
+            return value, False
+        return OTHER, True

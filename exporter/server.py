@@ -1,0 +1,158 @@
+"""The HTTP side: `/metrics`, a landing page, and health endpoints, served from our own registry.
+
+A thread per connection and a socket timeout mean a slow or broken client only ever holds its own
+thread; the pollers never wait for the server and the server never calls the API.
+"""
+
+from __future__ import annotations
+
+import gzip
+import html
+import logging
+import socket
+import threading
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import ClassVar
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from exporter import __version__
+from exporter.poller import Poller
+
+log = logging.getLogger(__name__)
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "never"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+class App:
+    """What the handlers need: the registry to render and the pollers to report on."""
+
+    def __init__(self, registry: CollectorRegistry, pollers: Sequence[Poller]) -> None:
+        self.registry = registry
+        self.pollers = pollers
+
+    def ready(self) -> bool:
+        return all(p.ready for p in self.pollers)
+
+    def landing(self) -> bytes:
+        rows = []
+        for p in self.pollers:
+            s = p.snapshot()
+            state = "up" if s.up else ("waiting for first poll" if not s.polled else "down")
+            rows.append(
+                "<tr>"
+                f"<td>{html.escape(s.name)}</td><td>{state}</td>"
+                f"<td>{_when(s.last_success)}</td>"
+                f"<td>{_when(s.collected_until)}</td>"
+                f"<td>{html.escape(s.last_error)}</td>"
+                "</tr>"
+            )
+        page = f"""<!DOCTYPE html>
+<html lang="en"><head><meta charset="utf-8"><title>Wolkvox Exporter</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:.3em .8em;text-align:left}}</style>
+</head><body>
+<h1>Wolkvox Exporter</h1>
+<p>Version {html.escape(__version__)}. Counts routed interactions from the Wolkvox reports API
+(diagram_9) for Prometheus.</p>
+<ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li>
+<li><a href="-/ready">Readiness</a></li></ul>
+<h2>Operations</h2>
+<table><tr><th>Operation</th><th>State</th><th>Last successful poll</th>
+<th>Collected until</th><th>Last error</th></tr>
+{"".join(rows)}
+</table></body></html>
+"""
+        return page.encode()
+
+
+class Handler(BaseHTTPRequestHandler):
+    app: ClassVar[App]
+    timeout = 10  # seconds a client may take to send its request
+    server_version = f"wolkvox-exporter/{__version__}"
+    sys_version = ""
+
+    def do_GET(self) -> None:
+        self._serve(head=False)
+
+    def do_HEAD(self) -> None:
+        self._serve(head=True)
+
+    def _not_allowed(self) -> None:
+        self._send(405, b"method not allowed\n", "text/plain; charset=utf-8", allow="GET, HEAD")
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+
+    def _serve(self, head: bool) -> None:
+        path = self.path.split("?", 1)[0]
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            body = encoder(self.app.registry)
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            if gzipped:
+                body = gzip.compress(body, compresslevel=1)
+            self._send(200, body, content_type, head, gzipped)
+        elif path == "/":
+            self._send(200, self.app.landing(), "text/html; charset=utf-8", head)
+        elif path == "/-/healthy":
+            self._send(200, b"OK\n", "text/plain; charset=utf-8", head)
+        elif path == "/-/ready":
+            if self.app.ready():
+                self._send(200, b"OK\n", "text/plain; charset=utf-8", head)
+            else:
+                self._send(
+                    503,
+                    b"waiting for the first successful poll of every operation\n",
+                    "text/plain; charset=utf-8",
+                    head,
+                )
+        else:
+            self._send(404, b"not found\n", "text/plain; charset=utf-8", head)
+
+    def _send(
+        self,
+        status: int,
+        body: bytes,
+        content_type: str,
+        head: bool = False,
+        gzipped: bool = False,
+        allow: str | None = None,
+    ) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        if allow:
+            self.send_header("Allow", allow)
+        self.end_headers()
+        if not head:
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.debug("http request", extra={"client": self.client_address[0], "line": format % args})
+
+
+class Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
+        # A client that hangs up mid-answer is routine; keep tracebacks out of stderr.
+        log.debug("http connection error", extra={"client": client_address[0]}, exc_info=True)
+
+
+def serve(app: App, host: str, port: int) -> tuple[Server, threading.Thread]:
+    """Bind and serve in a background thread; returns the server so the caller can shut it down."""
+    handler = type("BoundHandler", (Handler,), {"app": app})
+    cls = type("Server6", (Server,), {"address_family": socket.AF_INET6}) if ":" in host else Server
+    server = cls((host, port), handler)
+    thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
+    thread.start()
+    return server, thread

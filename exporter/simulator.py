@@ -1,0 +1,351 @@
+"""A simulated Wolkvox reports API (diagram_9) that is as strict as the real one is documented to be.
+
+It serves `GET /api/v2/reports_manager.php` (or `/<tenant>/api/v2/...` for several operations),
+requires the `wolkvox-token` header, parses `date_ini`/`date_end` strictly as `YYYYmmddHHiiss` wall
+time of its zone, treats both bounds as inclusive, answers 404 when nothing matches, sends `code` as
+a string, enforces the per-call record cap, and refuses a second request with a token that already
+has one in flight (403, as the vendor documents) while counting each such violation.
+
+Traffic is generated per minute from a seeded RNG, so any range can be asked for at any time and
+the ground truth of a range is a pure function of the seed: the demo and the tests rely on that.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import threading
+import time
+from collections import Counter, OrderedDict
+from dataclasses import dataclass, field
+from datetime import datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
+from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
+
+CHANNELS = (
+    ("whatsapp", 40),
+    ("web", 15),
+    ("facebook_page", 10),
+    ("instagram", 8),
+    ("email", 8),
+    ("whatsapp official direct", 7),
+    ("crm+webhook", 5),
+    ("facebook", 4),
+    ("configurationbox", 3),
+)
+ROUTING_POINTS = ("101", "102", "205", "310")
+BOT_REPLIES = (
+    "Hola, bienvenido. ¿En qué podemos ayudarte?",
+    "Por favor escribe tu número de documento",
+    "Selecciona una opción: 1. Saldo 2. Pagos 3. Asesor",
+    "Tu solicitud fue registrada",
+    "Gracias por contactarnos",
+)
+QUERIES = ("hola", "quiero saber mi saldo", "necesito un asesor", "1", "2", "3", "gracias")
+FIRST_NAMES = ("Ana", "Luis", "María", "Carlos", "Sofía", "Jorge", "Valentina", "Andrés")
+
+# Relative traffic by local hour: quiet nights, a morning and an afternoon peak.
+_DAY_CURVE = tuple(
+    0.08 + 0.92 * max(0.0, math.sin(math.pi * (h - 6) / 15)) ** 1.5 for h in range(24)
+)
+
+
+@dataclass(frozen=True)
+class Row:
+    """A generated record and when the API starts returning it (publishing lags the date)."""
+
+    date: int
+    published: float
+    record: dict[str, str]
+
+
+@dataclass
+class Traffic:
+    """Deterministic routing traffic of one operation."""
+
+    seed: int = 1
+    zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("America/Bogota"))
+    rate_per_minute: float = 120.0
+    daily_curve: bool = True
+    late_fraction: float = 0.05  # rows published well after their date
+    late_max: float = 120.0  # seconds
+    duplicate_fraction: float = 0.01  # rows the API returns twice (the same message sent twice)
+    start: int | None = None  # no traffic before this epoch second
+    stop: int | None = None  # no traffic from this epoch second on
+
+    def __post_init__(self) -> None:
+        self._cache: OrderedDict[int, list[Row]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def minute(self, minute: int) -> list[Row]:
+        """All rows dated in the minute starting at epoch second `minute` (a multiple of 60)."""
+        with self._lock:
+            rows = self._cache.get(minute)
+            if rows is not None:
+                self._cache.move_to_end(minute)
+                return rows
+        rows = self._generate(minute)
+        with self._lock:
+            self._cache[minute] = rows
+            while len(self._cache) > 2000:
+                self._cache.popitem(last=False)
+        return rows
+
+    def _generate(self, minute: int) -> list[Row]:
+        rng = random.Random(f"{self.seed}:{minute}")
+        rate = self.rate_per_minute
+        if self.daily_curve:
+            rate *= _DAY_CURVE[datetime.fromtimestamp(minute, self.zone).hour]
+        rows: list[Row] = []
+        budget = _poisson(rng, rate)
+        while budget > 0:
+            length = min(budget, rng.choice((1, 2, 3, 3, 4, 5, 6)))
+            budget -= length
+            rows.extend(self._session(rng, minute, length))
+        lo = self.start if self.start is not None else -math.inf
+        hi = self.stop if self.stop is not None else math.inf
+        rows = [r for r in rows if lo <= r.date < hi]
+        rows.sort(key=lambda r: r.date)
+        return rows
+
+    def _session(self, rng: random.Random, minute: int, length: int) -> list[Row]:
+        session_id = str(rng.randrange(10**9, 10**10))
+        channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
+        rp = rng.choice(ROUTING_POINTS)
+        name = rng.choice(FIRST_NAMES)
+        customer_id = str(rng.randrange(10**7, 10**10))
+        phone = "57" + str(rng.randrange(3000000000, 3509999999))
+        conn_id = str(rng.randrange(10**6, 10**7)) if channel.startswith("whatsapp") else "0"
+        seconds = sorted(rng.randrange(60) for _ in range(length))
+        rows = []
+        for i, sec in enumerate(seconds):
+            if i == length - 1 and rng.random() < 0.35:
+                answer = "transfer_skill"
+            elif rng.random() < 0.1:
+                answer = f"MaskedText: {rng.randrange(10**5, 10**6)}"
+            elif rng.random() < 0.03:
+                answer = ""
+            else:
+                answer = rng.choice(BOT_REPLIES)
+            date = minute + sec
+            record = {
+                "session_id": session_id,
+                "channel": channel,
+                "rp_id": rp,
+                "date": datetime.fromtimestamp(date, self.zone).strftime("%Y-%m-%d %H:%M:%S"),
+                "customer_name": f"{name} {customer_id[-4:]}",
+                "customer_email": f"{name.lower()}.{customer_id[-6:]}@example.com",
+                "customer_phone": phone,
+                "customer_query": rng.choice(QUERIES),
+                "routing_answer": answer,
+                "customer_id": customer_id,
+                "conn_id": conn_id,
+            }
+            delay = rng.uniform(0, 1.0)
+            if rng.random() < self.late_fraction:
+                delay = rng.uniform(0, self.late_max)
+            rows.append(Row(date, date + delay, record))
+            if rng.random() < self.duplicate_fraction:
+                rows.append(Row(date, date + delay, dict(record)))
+        return rows
+
+    def rows(self, first: int, last: int, now: float | None = None) -> list[Row]:
+        """Rows dated in the inclusive range `[first, last]`, published by `now` if given."""
+        out: list[Row] = []
+        for minute in range(first - first % 60, last + 1, 60):
+            for row in self.minute(minute):
+                if first <= row.date <= last and (now is None or row.published <= now):
+                    out.append(row)
+        return out
+
+    def truth(self, first: int, last: int) -> Counter[tuple[str, str, str]]:
+        """Ground truth: rows per (channel, rp_id, routing_answer) dated in `[first, last]`."""
+        return Counter(
+            (r.record["channel"], r.record["rp_id"], r.record["routing_answer"])
+            for r in self.rows(first, last)
+        )
+
+
+def _poisson(rng: random.Random, lam: float) -> int:
+    if lam <= 0:
+        return 0
+    if lam > 50:
+        return max(0, round(rng.gauss(lam, math.sqrt(lam))))
+    threshold, k, p = math.exp(-lam), 0, 1.0
+    while True:
+        p *= rng.random()
+        if p <= threshold:
+            return k
+        k += 1
+
+
+@dataclass
+class Stats:
+    requests: int = 0
+    violations: int = 0
+    by_status: Counter[int] = field(default_factory=Counter)
+
+
+class Simulator:
+    """The API state: tenants' traffic, valid tokens, requests in flight, and what happened."""
+
+    def __init__(
+        self,
+        tenants: dict[str, Traffic],
+        tokens: set[str],
+        *,
+        cap: int = 6000,
+        cap_mode: str = "truncate",
+        latency: float = 0.02,
+        max_days: int = 31,
+        clock: Any = time.time,
+    ) -> None:
+        self.tenants = tenants
+        self.tokens = tokens
+        self.cap = cap
+        self.cap_mode = cap_mode
+        self.latency = latency
+        self.max_days = max_days
+        self.clock = clock
+        self.stats = Stats()
+        self._lock = threading.Lock()
+        self._in_flight: Counter[str] = Counter()
+
+    def answer(
+        self, tenant: str, params: dict[str, list[str]], token: str | None
+    ) -> tuple[int, dict[str, Any]]:
+        """Status and envelope for one request, with the token already counted as in flight."""
+        if not token:
+            return _error(401, "PLEASE ENTER THE WOLKVOX-TOKEN")
+        if token not in self.tokens:
+            return _error(403, "PLEASE VALIDATE TOKEN")
+        traffic = self.tenants.get(tenant)
+        if params.get("api") != ["diagram_9"]:
+            return _error(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")
+        if traffic is None:
+            return _error(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")
+        first = _strict_date(params.get("date_ini"), traffic.zone)
+        last = _strict_date(params.get("date_end"), traffic.zone)
+        if first is None or last is None or first > last:
+            return _error(400, "SOME PARAMETERS ARE REQUIRED")
+        if last - first > self.max_days * 86400:
+            return _error(400, "THE DATE RANGE EXCEEDS THE ALLOWED LIMIT")
+        rows = traffic.rows(first, last, now=self.clock())
+        if not rows:
+            return 404, {"code": "404", "error": None, "msg": "No records found", "data": []}
+        if len(rows) > self.cap:
+            if self.cap_mode == "error":
+                return _error(
+                    400, f"IF YOUR QUERY EXCEEDS {self.cap} RECORDS, REDUCE THE DATE RANGE"
+                )
+            rows = rows[: self.cap]
+        return 200, {
+            "code": "200",
+            "error": None,
+            "msg": f" {len(rows)} records were found",
+            "data": [r.record for r in rows],
+        }
+
+    def enter(self, token: str | None) -> bool:
+        """Mark a request with this token in flight; False if one already is (a violation)."""
+        if not token:
+            return True
+        with self._lock:
+            self.stats.requests += 1
+            if self._in_flight[token] > 0:
+                self.stats.violations += 1
+                self._in_flight[token] += 1
+                return False
+            self._in_flight[token] += 1
+            return True
+
+    def leave(self, token: str | None, status: int) -> None:
+        with self._lock:
+            if token:
+                self._in_flight[token] -= 1
+            self.stats.by_status[status] += 1
+
+
+def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
+    return status, {"code": str(status), "error": message, "msg": message, "data": None}
+
+
+def _strict_date(values: list[str] | None, zone: ZoneInfo) -> int | None:
+    if not values or len(values) != 1:
+        return None
+    text = values[0]
+    if len(text) != 14 or not text.isdigit() or not text.isascii():
+        return None
+    try:
+        wall = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=zone)
+    except ValueError:
+        return None
+    return int(wall.timestamp())
+
+
+class _Handler(BaseHTTPRequestHandler):
+    sim: ClassVar[Simulator]
+    timeout = 30
+
+    def do_GET(self) -> None:
+        url = urlsplit(self.path)
+        if url.path == "/__sim/stats":
+            stats = self.sim.stats
+            self._json(
+                200,
+                {
+                    "requests": stats.requests,
+                    "violations": stats.violations,
+                    "by_status": {str(k): v for k, v in stats.by_status.items()},
+                },
+            )
+            return
+        tenant, _sep, rest = url.path.lstrip("/").partition("/")
+        if rest != "api/v2/reports_manager.php":
+            tenant = "default"
+            if url.path != "/api/v2/reports_manager.php":
+                self._json(404, {"code": "404", "error": "NOT FOUND", "msg": "", "data": None})
+                return
+        token = self.headers.get("wolkvox-token")
+        status = 500
+        alone = self.sim.enter(token)
+        try:
+            time.sleep(self.sim.latency)
+            if not alone:
+                status, body = _error(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN")
+            else:
+                status, body = self.sim.answer(tenant, parse_qs(url.query), token)
+        finally:
+            # The token is free once the answer is ready, before it is sent: a client that has
+            # read the whole answer may send its next request at once without it counting as
+            # simultaneous.
+            self.sim.leave(token, status)
+        self._json(status, body)
+
+    def _json(self, status: int, body: dict[str, Any]) -> None:
+        data = json.dumps(body, ensure_ascii=False).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class SimulatorServer(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+def serve(sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> tuple[SimulatorServer, str]:
+    """Serve the simulator in a background thread; returns the server and its base URL."""
+    handler = type("SimHandler", (_Handler,), {"sim": sim})
+    server = SimulatorServer((host, port), handler)
+    threading.Thread(target=server.serve_forever, name="simulator", daemon=True).start()
+    bound_host, bound_port = server.server_address[:2]
+    return server, f"http://{bound_host!s}:{bound_port}"

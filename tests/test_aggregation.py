@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import json
+from zoneinfo import ZoneInfo
+
+from exporter import labels
+from exporter.aggregation import Tally
+from exporter.config import Labels
+from exporter.records import DateParser, decode
+
+ZONE = ZoneInfo("America/Bogota")
+
+
+def at(text: str) -> int:
+    epoch = DateParser(ZONE)(text)
+    assert epoch is not None
+    return epoch
+
+
+BASE = at("2026-03-02 10:00:00")
+
+
+def row(
+    second: int = 0, answer: str = "transfer_skill", channel: str = "whatsapp", **extra: object
+) -> dict[str, object]:
+    return {
+        "session_id": "s1",
+        "channel": channel,
+        "rp_id": "101",
+        "date": f"2026-03-02 10:00:{second:02d}",
+        "customer_name": "Ana",
+        "customer_email": "a@x.co",
+        "customer_phone": "57300",
+        "customer_query": "hola",
+        "routing_answer": answer,
+        "customer_id": "1",
+        "conn_id": "0",
+        **extra,
+    }
+
+
+def answer(*rows: dict[str, object]):
+    return decode(json.dumps({"code": "200", "msg": "", "data": list(rows)}).encode())
+
+
+def tally(**limits: object) -> Tally:
+    return Tally(ZONE, 300, Labels.model_validate(limits))
+
+
+def test_identical_rows_in_one_answer_are_distinct_interactions():
+    t = tally()
+    result = t.ingest(answer(row(1), row(1), row(2)), BASE, BASE + 299)
+    assert result.counted == 3
+    assert t.interactions == {("whatsapp", "101", "transfer_skill"): 3}
+
+
+def test_a_re_read_adds_only_copies_beyond_those_already_counted():
+    t = tally()
+    t.ingest(answer(row(1), row(1)), BASE, BASE + 299)
+    again = t.ingest(answer(row(1), row(1), row(1), row(2)), BASE, BASE + 299)
+    assert (again.counted, again.duplicates) == (2, 2)
+    assert t.interactions[("whatsapp", "101", "transfer_skill")] == 4
+    # Fewer copies in a later answer (e.g. a truncated re-read) never subtracts.
+    t.ingest(answer(row(1)), BASE, BASE + 299)
+    assert t.interactions[("whatsapp", "101", "transfer_skill")] == 4
+    assert (t.received, t.duplicates) == (7, 3)
+
+
+def test_forgotten_rows_are_only_those_that_cannot_be_re_read():
+    t = tally()
+    t.ingest(answer(row(1), row(50)), BASE, BASE + 299)
+    t.forget_before(BASE + 10)
+    assert len(t.seen) == 1
+    t.ingest(answer(row(50)), BASE + 10, BASE + 299)
+    assert sum(t.interactions.values()) == 2
+
+
+def test_rejected_rows_are_counted_by_reason_and_the_rest_counted():
+    t = tally()
+    bad_date = row(3) | {"date": "02/03/2026 10:00:03"}
+    outside = row(3) | {"date": "2026-03-02 11:00:00"}
+    result = t.ingest(answer(row(1), bad_date, outside, row(2) | {"rp_id": None}), BASE, BASE + 299)
+    assert result.counted == 1
+    assert t.rejected == {
+        "missing_field": 0,
+        "invalid_type": 1,
+        "invalid_date": 1,
+        "out_of_range": 1,
+    }
+    assert t.received == 4
+
+
+def test_routing_answers_beyond_the_cap_fold_into_other_and_are_counted():
+    t = tally(routing_answer={"max_values": 3})
+    rows = [row(i, answer=f"reply {chr(65 + i)}") for i in range(10)]
+    t.ingest(answer(*rows), BASE, BASE + 299)
+    values = {k[2] for k in t.interactions}
+    assert values == {"reply A", "reply B", "reply C", labels.OTHER}
+    assert t.interactions[("whatsapp", "101", labels.OTHER)] == 7
+    assert t.overflow["routing_answer"] == 7
+
+
+def test_label_values_are_normalised():
+    t = tally()
+    t.ingest(
+        answer(
+            row(1, channel="  WhatsApp "),
+            row(2, answer="MaskedText: 1020304050"),
+            row(3, answer="  Tu   pedido 123456 llega hoy, escribe a ana@example.com "),
+            row(4, answer=""),
+        ),
+        BASE,
+        BASE + 299,
+    )
+    keys = set(t.interactions)
+    assert ("whatsapp", "101", "transfer_skill") in keys
+    assert ("whatsapp", "101", "MaskedText") in keys
+    assert ("whatsapp", "101", "Tu pedido # llega hoy, escribe a <email>") in keys
+    assert ("whatsapp", "101", labels.EMPTY) in keys
+
+
+def test_long_answers_are_cut():
+    assert len(labels.routing_answer("x" * 1000, 64)) == 64
+
+
+def test_last_window_reports_zero_then_drops_quiet_label_sets():
+    t = tally(last_window_retention="1h")
+    t.ingest(answer(row(1), row(2, answer="hola")), BASE, BASE + 299)
+    t.publish(BASE, now=BASE + 360, keep_from=BASE - 600)
+    assert t.last_window == {
+        ("whatsapp", "101", "transfer_skill"): 1,
+        ("whatsapp", "101", "hola"): 1,
+    }
+    # Next window: only one label set has traffic, the other reports 0 rather than vanishing.
+    later = at("2026-03-02 10:05:01")
+    t.ingest(answer(row(1) | {"date": "2026-03-02 10:05:01"}), later, later)
+    t.publish(BASE + 300, now=BASE + 660, keep_from=BASE - 300)
+    assert t.last_window == {
+        ("whatsapp", "101", "transfer_skill"): 1,
+        ("whatsapp", "101", "hola"): 0,
+    }
+    # An hour of silence later the quiet one is gone; counters are untouched.
+    t.publish(BASE + 3600, now=BASE + 360 + 3601, keep_from=BASE + 3000)
+    assert ("whatsapp", "101", "hola") not in t.last_window
+    assert t.interactions[("whatsapp", "101", "hola")] == 1
+    assert list(t.by_window) == []

@@ -1,0 +1,161 @@
+"""The HTTP server and the exposition it serves, checked with promtool and the client parser."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import socket
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporter import server, windowing
+from exporter.collector import WolkvoxCollector
+from exporter.simulator import Traffic
+from tests.conftest import TOKEN, Clock, make_config, make_poller, promtool
+
+START = 1_790_000_100
+
+
+@pytest.fixture
+def running(sim_factory) -> Iterator[dict[str, Any]]:
+    clock = Clock(START)
+    traffic = Traffic(seed=21, rate_per_minute=120, duplicate_fraction=0.05)
+    sim, url = sim_factory(traffic, clock)
+    poller = make_poller(make_config(url), clock)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WolkvoxCollector([poller], 300))
+    httpd, _ = server.serve(server.App(registry, [poller]), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{httpd.server_address[1]}"
+    yield {"base": base, "poller": poller, "clock": clock, "traffic": traffic, "sim": sim}
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def get(
+    url: str, headers: dict[str, str] | None = None, method: str = "GET"
+) -> tuple[int, dict[str, str], bytes]:
+    req = urllib.request.Request(url, headers=headers or {}, method=method)
+    try:
+        with urllib.request.urlopen(req, timeout=5) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as err:
+        return err.code, dict(err.headers), err.read()
+
+
+def poll(ctx: dict[str, Any], times: int = 3) -> None:
+    for _ in range(times):
+        ctx["clock"].now = windowing.next_poll_at(ctx["clock"].now, 300, 60) + 0.5
+        ctx["poller"].poll_once()
+
+
+def test_ready_only_after_a_successful_poll(running):
+    assert get(running["base"] + "/-/healthy")[0] == 200
+    assert get(running["base"] + "/-/ready")[0] == 503
+    poll(running, 1)
+    assert get(running["base"] + "/-/ready")[0] == 200
+
+
+def test_landing_page_links_and_reports_status(running):
+    poll(running, 1)
+    status, headers, body = get(running["base"] + "/")
+    page = body.decode()
+    assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert 'href="metrics"' in page and "main" in page and ">up<" in page
+
+
+def test_unknown_paths_and_methods(running):
+    assert get(running["base"] + "/nope")[0] == 404
+    assert get(running["base"] + "/metrics", method="POST")[0] == 405
+    assert get(running["base"] + "/metrics", method="HEAD")[0] == 200
+
+
+def test_metrics_are_valid_for_promtool_and_the_parser(running, tmp_path):
+    poll(running)
+    status, headers, body = get(running["base"] + "/metrics")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain; version=0.0.4")
+    text = body.decode()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    for name in (
+        "wolkvox_interactions",
+        "wolkvox_interactions_last_window",
+        "wolkvox_up",
+        "wolkvox_last_success_timestamp_seconds",
+        "wolkvox_collected_until_timestamp_seconds",
+        "wolkvox_api_requests",
+        "wolkvox_api_request_duration_seconds",
+        "wolkvox_records_received",
+        "wolkvox_records_duplicate",
+        "wolkvox_records_rejected",
+        "wolkvox_label_overflow",
+        "wolkvox_exporter_build_info",
+    ):
+        assert name in families, name
+    assert "polled every 5m in the background" in families["wolkvox_interactions"].documentation
+    total = sum(s.value for s in families["wolkvox_interactions"].samples)
+    assert total == sum(running["poller"].snapshot().interactions.values()) > 0
+    proc = subprocess.run(
+        [promtool(), "check", "metrics"], input=body, capture_output=True, check=False
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_openmetrics_and_gzip_are_negotiated(running):
+    poll(running, 1)
+    _, headers, body = get(
+        running["base"] + "/metrics", {"Accept": "application/openmetrics-text; version=1.0.0"}
+    )
+    assert headers["Content-Type"].startswith("application/openmetrics-text")
+    assert body.rstrip().endswith(b"# EOF")
+    _, headers, body = get(running["base"] + "/metrics", {"Accept-Encoding": "gzip"})
+    assert headers["Content-Encoding"] == "gzip"
+    assert b"wolkvox_up" in gzip.decompress(body)
+
+
+def test_a_stalled_client_does_not_block_others(running):
+    stalled = socket.create_connection(("127.0.0.1", int(running["base"].rsplit(":", 1)[1])))
+    stalled.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # never finishes its headers
+    try:
+        assert get(running["base"] + "/-/healthy")[0] == 200
+    finally:
+        stalled.close()
+    garbage = socket.create_connection(("127.0.0.1", int(running["base"].rsplit(":", 1)[1])))
+    garbage.sendall(b"\x16\x03\x01 not http at all\r\n\r\n")
+    reply = b""
+    while chunk := garbage.recv(4096):
+        reply += chunk
+    garbage.close()
+    assert b"400" in reply and b"Bad request" in reply
+    assert get(running["base"] + "/metrics")[0] == 200
+
+
+def test_no_token_or_customer_data_in_metrics_logs_or_pages(running, caplog):
+    caplog.set_level(logging.DEBUG)
+    poll(running, 2)
+    running["sim"].tokens.clear()
+    poll(running, 1)  # a failure: its error text reaches logs and the landing page
+    snap = running["poller"].snapshot()
+    assert not snap.up and snap.last_error
+    exposed = "\n".join(
+        [get(running["base"] + p)[2].decode() for p in ("/metrics", "/", "/-/ready")]
+        + [caplog.text]
+    )
+    assert TOKEN not in exposed
+    rows = running["traffic"].rows(START - 3600, int(running["clock"].now))
+    assert rows
+    for r in rows:
+        rec = r.record
+        for field in (
+            "customer_name",
+            "customer_email",
+            "customer_phone",
+            "customer_id",
+            "session_id",
+        ):
+            assert rec[field] not in exposed, field
