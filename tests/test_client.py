@@ -52,9 +52,7 @@ def api() -> Iterator[tuple[Script, str]]:
     srv.server_close()
 
 
-def client(
-    url: str, observed: list[Outcome], retries: int = 2, timeout: float = 2.0
-) -> Client:
+def client(url: str, observed: list[Outcome], retries: int = 2, timeout: float = 2.0) -> Client:
     return Client(
         url=url,
         token=TOKEN,

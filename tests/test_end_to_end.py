@@ -45,8 +45,14 @@ def test_exporter_process_counts_exactly_what_the_api_served(tmp_path: Path):
     start = int(time.time()) + 3
     stop = start + 16
     traffic = simulator.Traffic(
-        seed=42, rate_per_minute=600, daily_curve=False, late_fraction=0.15, late_max=2.5,
-        duplicate_fraction=0.05, start=start, stop=stop,
+        seed=42,
+        rate_per_minute=600,
+        daily_curve=False,
+        late_fraction=0.15,
+        late_max=2.5,
+        duplicate_fraction=0.05,
+        start=start,
+        stop=stop,
     )
     sim = simulator.Simulator({"default": traffic}, {TOKEN}, cap=30, latency=0.01)
     sim_server, sim_url = simulator.serve(sim)
@@ -71,9 +77,20 @@ polling:
     env = {**os.environ, "E2E_WOLKVOX_TOKEN": TOKEN}
     with log_path.open("w") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "exporter.cli", "--config", str(cfg),
-             "--web.listen-address", f"127.0.0.1:{port}", "--log.level", "debug"],
-            stdout=log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "exporter.cli",
+                "--config",
+                str(cfg),
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+                "--log.level",
+                "debug",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
         )
     metrics_url = f"http://127.0.0.1:{port}/metrics"
     try:
@@ -94,7 +111,9 @@ polling:
         counted = Counter(
             {
                 (lbl["channel"], lbl["rp_id"], lbl["routing_answer"]): int(v)
-                for lbl, v in ((dict(k), v) for k, v in samples(text, "wolkvox_interactions_total").items())
+                for lbl, v in (
+                    (dict(k), v) for k, v in samples(text, "wolkvox_interactions_total").items()
+                )
                 if v
             }
         )
@@ -102,14 +121,17 @@ polling:
         assert sum(truth.values()) > 100
         assert counted == truth
 
-        requests = {dict(k)["outcome"]: v for k, v in samples(text, "wolkvox_api_requests_total").items()}
+        requests = {
+            dict(k)["outcome"]: v for k, v in samples(text, "wolkvox_api_requests_total").items()
+        }
         polls = (stop + 8 - start) / 2
         assert requests["success"] > polls  # answers at the cap were split and re-read
         assert samples(text, "wolkvox_records_duplicate_total")[(("operation", "e2e"),)] > 0
         assert samples(text, "wolkvox_up")[(("operation", "e2e"),)] == 1
         assert sim.stats.violations == 0
-        check = subprocess.run([promtool(), "check", "metrics"], input=text.encode(),
-                               capture_output=True, check=False)
+        check = subprocess.run(
+            [promtool(), "check", "metrics"], input=text.encode(), capture_output=True, check=False
+        )
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         proc.send_signal(signal.SIGTERM)
