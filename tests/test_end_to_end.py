@@ -144,3 +144,37 @@ polling:
     assert TOKEN not in log_text and "Traceback" not in log_text
     for row in traffic.rows(start, stop - 1):
         assert row.record["customer_email"] not in log_text
+
+
+def test_demo_serves_live_metrics_without_config_or_token():
+    """The README's first command: `wolkvox-exporter --demo` shows live metrics on its own."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "exporter.cli",
+            "--demo",
+            "--web.listen-address",
+            f"127.0.0.1:{port}",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.time() + 30
+        up: dict[tuple[tuple[str, str], ...], float] = {}
+        while time.time() < deadline:
+            time.sleep(0.5)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/-/ready", timeout=5):
+                    up = samples(scrape(f"http://127.0.0.1:{port}/metrics"), "wolkvox_up")
+                    break
+            except OSError:
+                continue
+        assert up == {(("operation", "demo-bogota"),): 1.0, (("operation", "demo-mexico"),): 1.0}
+        assert "demo-bogota" in scrape(f"http://127.0.0.1:{port}/")
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=15)
+    assert proc.returncode == 0, out
