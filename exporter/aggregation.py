@@ -8,12 +8,14 @@ and benchmarked on its own.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from exporter import labels
 from exporter.config import Labels
 from exporter.dedupe import SeenRows
 from exporter.records import Answer, DateParser, Record, fingerprint
+from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
 
@@ -139,3 +141,41 @@ class Tally:
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
+
+    def export(self) -> dict[str, Any]:
+        """The parts of the tally that a restart needs, as plain values for the state file."""
+        return {
+            "interactions": [(*k, n) for k, n in self.interactions.items()],
+            "received": self.received,
+            "duplicates": self.duplicates,
+            "rejected": dict(self.rejected),
+            "overflow": dict(self.overflow),
+            "by_window": {s: [(*k, n) for k, n in w.items()] for s, w in self.by_window.items()},
+            "last_window": [
+                (*k, n, self.last_active.get(k, 0.0)) for k, n in self.last_window.items()
+            ],
+            "seen": list(self.seen.items()),
+        }
+
+    def restore(self, saved: OperationState) -> None:
+        """Resume from a saved state: counters continue, known rows stay known."""
+        for *key, n in saved.interactions:
+            label_key = (key[0], key[1], key[2])
+            self.interactions[label_key] = n
+            for limiter, value in zip(
+                (self._limit_channel, self._limit_rp, self._limit_answer), label_key, strict=True
+            ):
+                if value != labels.OTHER:
+                    limiter.admitted.add(value)
+        self.received = saved.received
+        self.duplicates = saved.duplicates
+        self.rejected.update(saved.rejected)
+        self.overflow.update(saved.overflow)
+        self.by_window = {
+            start: {(c, r, a): n for c, r, a, n in rows} for start, rows in saved.by_window.items()
+        }
+        for c, r, a, n, active in saved.last_window:
+            self.last_window[(c, r, a)] = n
+            if active:
+                self.last_active[(c, r, a)] = active
+        self.seen.load(saved.seen)

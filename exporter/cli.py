@@ -17,6 +17,7 @@ from exporter import __version__, config, logs, server, simulator
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
 from exporter.poller import Poller
+from exporter.state import StateStore
 
 log = logging.getLogger("exporter")
 
@@ -222,7 +223,12 @@ def run(argv: Sequence[str]) -> int:
             extra={"interval": config.format_duration(cfg.polling.interval)},
         )
     gate = TokenGate(cfg.polling.request_spacing)
-    pollers = [Poller(op, cfg.polling, cfg.labels, gate) for op in cfg.operations]
+    store = StateStore(cfg.state.path) if cfg.state.path is not None else None
+    saved = store.load() if store is not None else {}
+    pollers = [
+        Poller(op, cfg.polling, cfg.labels, gate, store=store, saved=saved.get(op.name))
+        for op in cfg.operations
+    ]
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector(pollers, cfg.polling.interval))
     try:
@@ -241,10 +247,14 @@ def run(argv: Sequence[str]) -> int:
     for p in pollers:
         p.start()
     _wait_for_signal()
-    log.info("shutting down")
+    log.info("shutting down: abandoning requests in flight and saving state")
     httpd.shutdown()
     for p in pollers:
+        p.stop.set()
+    for p in pollers:
         p.shutdown()
+        p.save()
+    log.info("stopped")
     return 0
 
 

@@ -101,10 +101,26 @@ class TokenGate:
         self._guard = threading.Lock()
         self._locks: dict[bytes, threading.Lock] = {}
         self._last: dict[bytes, float] = {}
+        self._paused: dict[bytes, float] = {}
+
+    @staticmethod
+    def _key(token: str) -> bytes:
+        return hashlib.sha256(token.encode()).digest()
+
+    def pause(self, token: str, until: float) -> None:
+        """Stop using a token until `until` (its daily quota is spent), for every operation."""
+        with self._guard:
+            key = self._key(token)
+            self._paused[key] = max(until, self._paused.get(key, 0.0))
+
+    def paused_until(self, token: str, now: float) -> float | None:
+        with self._guard:
+            until = self._paused.get(self._key(token))
+        return until if until is not None and until > now else None
 
     @contextmanager
     def hold(self, token: str, stop: threading.Event | None = None) -> Iterator[None]:
-        key = hashlib.sha256(token.encode()).digest()
+        key = self._key(token)
         with self._guard:
             lock = self._locks.setdefault(key, threading.Lock())
         while not lock.acquire(timeout=0.2):

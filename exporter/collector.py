@@ -101,6 +101,12 @@ class WolkvoxCollector(Collector):
             "cap of distinct values.",
             labels=["operation", "label"],
         )
+        quota = GaugeMetricFamily(
+            "wolkvox_quota_exhausted",
+            "1 while the operation's token is paused because the daily API quota is used up "
+            "(TOKEN LIMIT EXCEEDED); requests resume at the next local day.",
+            labels=["operation"],
+        )
         build = GaugeMetricFamily(
             "wolkvox_exporter_build_info",
             "A metric with a constant 1 value labelled by the exporter's version.",
@@ -115,6 +121,7 @@ class WolkvoxCollector(Collector):
             for key, n in s.last_window.items():
                 last_window.add_metric([op, *key], n)
             up.add_metric([op], 1 if s.up else 0)
+            quota.add_metric([op], 1 if s.quota_exhausted else 0)
             if s.last_success is not None:
                 last_success.add_metric([op], s.last_success)
             if s.collected_until is not None:

@@ -153,6 +153,7 @@ class Polling(_Model):
     timeout: Duration = 60.0
     retries: int = Field(default=2, ge=0, le=10)
     retry_backoff: Duration = 2.0
+    max_backoff: Duration = 1800.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Polling:

@@ -13,15 +13,19 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from exporter import windowing
 from exporter.aggregation import LabelKey, Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate
 from exporter.config import Labels, Operation, Polling, format_duration
 from exporter.records import Answer
+from exporter.state import OperationState, StateStore
 
 log = logging.getLogger(__name__)
 
+COMMIT_EVERY = 10.0  # seconds between saves during a long catch-up
 DURATION_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0)
 
 
@@ -44,6 +48,7 @@ class Snapshot:
     rejected: dict[str, int]
     overflow: dict[str, int]
     last_error: str
+    quota_exhausted: bool
 
 
 @dataclass
@@ -66,8 +71,14 @@ class Poller:
         label_config: Labels,
         gate: TokenGate,
         clock: Callable[[], float] = time.time,
+        store: StateStore | None = None,
+        saved: OperationState | None = None,
     ) -> None:
         self.op = op
+        self.gate = gate
+        self.store = store
+        self.failures = 0  # consecutive failed polls, for the backoff
+        self.retry_after: float | None = None
         self.name = op.name
         self.polling = polling
         self.interval = int(polling.interval)
@@ -91,6 +102,33 @@ class Poller:
             stop=self.stop,
         )
         self._thread: threading.Thread | None = None
+        if saved is not None:
+            self._restore(saved)
+        self._published = self._build_snapshot()
+        self._committed_at = time.monotonic()
+
+    def _restore(self, saved: OperationState) -> None:
+        self.cursor = saved.cursor
+        self.origin = saved.origin
+        self.tally.restore(saved)
+        for outcome, n in saved.requests.items():
+            self._health.requests[outcome] = n
+        if saved.quota_paused_until is not None:
+            self.gate.pause(self.client.token, saved.quota_paused_until)
+
+    def export_state(self) -> OperationState:
+        with self.lock:
+            return OperationState(
+                cursor=self.cursor,
+                origin=self.origin,
+                requests=dict(self._health.requests),
+                quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
+                **self.tally.export(),
+            )
+
+    def save(self) -> None:
+        if self.store is not None:
+            self.store.save(self.name, self.export_state())
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         with self.lock:
@@ -105,6 +143,11 @@ class Poller:
     def poll_once(self) -> bool:
         """Read every complete window since the cursor; return whether all of them were counted."""
         now = self.clock()
+        paused = self.gate.paused_until(self.client.token, now)
+        if paused is not None:
+            self._fail(f"daily API quota exhausted; requests paused until {_iso(paused)}")
+            self.commit()
+            return False
         plan = windowing.plan(
             cursor=self.cursor,
             origin=self.origin,
@@ -122,27 +165,36 @@ class Poller:
             )
         try:
             for piece in plan.pieces:
+                if self.stop.is_set():
+                    return False
                 self._fetch(piece.first, piece.last)
                 self._advance(piece.window.end)
-        except ApiError as exc:
+                if time.monotonic() - self._committed_at > COMMIT_EVERY:
+                    self.commit()  # a long catch-up shows progress and keeps it
             with self.lock:
-                self._health.up = False
+                if plan.pieces:
+                    last = plan.pieces[-1].window
+                    keep_from = last.start - int(self.polling.lookback) - 2 * self.interval
+                    self.tally.publish(last.start, now, keep_from)
+                self._health.up = True
                 self._health.polled = True
-                self._health.last_error = str(exc)
-            log.error(
-                "poll failed; the cursor stays and the next poll catches up",
-                extra={"operation": self.name, "outcome": str(exc.outcome), "error": str(exc)},
-            )
+                self._health.last_success = now
+                self._health.last_error = ""
+            self.failures = 0
+            self.retry_after = None
+        except ApiError as exc:
+            self.retry_after = exc.retry_after
+            if exc.outcome is Outcome.QUOTA_EXCEEDED:
+                until = _next_local_midnight(now, self.op.zone)
+                self.gate.pause(self.client.token, until)
+                log.error(
+                    "daily API quota exhausted; pausing this token until the next local day",
+                    extra={"operation": self.name, "until": _iso(until)},
+                )
+            self._fail(str(exc), exc.outcome)
             return False
-        with self.lock:
-            if plan.pieces:
-                last = plan.pieces[-1].window
-                keep_from = last.start - int(self.polling.lookback) - 2 * self.interval
-                self.tally.publish(last.start, now, keep_from)
-            self._health.up = True
-            self._health.polled = True
-            self._health.last_success = now
-            self._health.last_error = ""
+        finally:
+            self.commit()
         if plan.pieces:
             log.info(
                 "poll done",
@@ -153,6 +205,32 @@ class Poller:
                 },
             )
         return True
+
+    def _fail(self, error: str, outcome: Outcome | None = None) -> None:
+        self.failures += 1
+        with self.lock:
+            self._health.up = False
+            self._health.polled = True
+            self._health.last_error = error
+        if outcome is not None and outcome is not Outcome.QUOTA_EXCEEDED:
+            log.error(
+                "poll failed; the cursor stays and the next poll catches up",
+                extra={"operation": self.name, "outcome": str(outcome), "error": error},
+            )
+
+    def next_attempt(self, now: float) -> float:
+        """When to poll next: the next window, later after repeated failures or a Retry-After."""
+        settle = int(self.polling.settle_delay)
+        wake = windowing.next_poll_at(now, self.interval, settle)
+        if self.failures > 1:
+            backoff = min(self.interval * 2 ** (self.failures - 1), self.polling.max_backoff)
+            wake = max(wake, now + backoff)
+        if self.retry_after is not None:
+            wake = max(wake, now + min(self.retry_after, self.polling.max_backoff))
+        paused = self.gate.paused_until(self.client.token, now)
+        if paused is not None:
+            wake = max(wake, paused)
+        return wake
 
     def _fetch(self, first: int, last: int) -> None:
         """Fetch and count one request range, halving it while the API says it holds too much."""
@@ -194,12 +272,10 @@ class Poller:
                 self.poll_once()
             except Exception:  # a bug must not kill the loop and silently freeze the metrics
                 log.exception("unexpected error in poll", extra={"operation": self.name})
-                with self.lock:
-                    self._health.up = False
-            wake = windowing.next_poll_at(
-                self.clock(), self.interval, int(self.polling.settle_delay)
-            )
-            self.stop.wait(max(0.0, wake - self.clock()))
+                self._fail("unexpected error; see the exporter log")
+                self.commit()
+            now = self.clock()
+            self.stop.wait(max(0.0, self.next_attempt(now) - now))
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self.run, name=f"poll-{self.name}", daemon=True)
@@ -212,6 +288,20 @@ class Poller:
         self.client.close()
 
     def snapshot(self) -> Snapshot:
+        """The last committed snapshot: what scrapes see, never ahead of the state file."""
+        return self._published
+
+    def commit(self) -> None:
+        """Save the state, then let scrapes see it.
+
+        Publishing only what is saved means a counter a scrape has seen is never lower after a
+        crash and restart, which Prometheus would read as a counter reset.
+        """
+        self.save()
+        self._published = self._build_snapshot()
+        self._committed_at = time.monotonic()
+
+    def _build_snapshot(self) -> Snapshot:
         with self.lock:
             h = self._health
             t = self.tally
@@ -231,9 +321,21 @@ class Poller:
                 rejected=dict(t.rejected),
                 overflow=dict(t.overflow),
                 last_error=h.last_error,
+                quota_exhausted=self.gate.paused_until(self.client.token, self.clock()) is not None,
             )
 
     @property
     def ready(self) -> bool:
         with self.lock:
             return self._health.last_success is not None
+
+
+def _next_local_midnight(now: float, zone: ZoneInfo) -> float:
+    """The start of the operation's next local day, when Wolkvox resets the daily quota."""
+    local = datetime.fromtimestamp(now, zone)
+    tomorrow = (local + timedelta(days=1)).date()
+    return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).timestamp() + 60
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds")

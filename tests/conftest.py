@@ -12,7 +12,9 @@ import pytest
 
 from exporter import config, labels, simulator
 from exporter.client import TokenGate
+from exporter.logs import LogfmtFormatter
 from exporter.poller import Poller
+from exporter.state import OperationState, StateStore
 
 TOKEN = "tok-3f9a1c77e2-SECRET"
 
@@ -47,7 +49,12 @@ def make_config(url: str, **polling: Any) -> config.Config:
 
 
 def make_poller(
-    cfg: config.Config, clock: Clock, gate: TokenGate | None = None, index: int = 0
+    cfg: config.Config,
+    clock: Clock,
+    gate: TokenGate | None = None,
+    index: int = 0,
+    store: StateStore | None = None,
+    saved: OperationState | None = None,
 ) -> Poller:
     return Poller(
         cfg.operations[index],
@@ -55,6 +62,8 @@ def make_poller(
         cfg.labels,
         gate or TokenGate(cfg.polling.request_spacing),
         clock=clock,
+        store=store,
+        saved=saved,
     )
 
 
@@ -102,3 +111,9 @@ def promtool() -> str:
             pytest.fail("promtool is required in CI (Debian package prometheus)")
         pytest.skip("promtool not installed (apt-get install prometheus)")
     return path
+
+
+@pytest.fixture(autouse=True)
+def _structured_caplog(caplog: pytest.LogCaptureFixture) -> None:
+    """Render captured logs as the exporter does, so tests see the structured fields too."""
+    caplog.handler.setFormatter(LogfmtFormatter())

@@ -1,0 +1,120 @@
+"""Exactly once across restarts: the state file, and what happens when it is damaged."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from exporter import windowing
+from exporter.client import TokenGate
+from exporter.simulator import Traffic
+from exporter.state import StateStore
+from tests.conftest import Clock, expected_counts, make_config, make_poller
+
+START = 1_790_000_100
+
+
+def poll(poller, clock: Clock, times: int) -> None:
+    for _ in range(times):
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        poller.poll_once()
+
+
+def restart(cfg, clock: Clock, path: Path):
+    store = StateStore(path)
+    saved = store.load()
+    return make_poller(cfg, clock, TokenGate(0), store=store, saved=saved.get("main"))
+
+
+def test_counters_resume_and_catch_up_is_exact_after_restarts(sim_factory, tmp_path):
+    clock = Clock(START)
+    traffic = Traffic(
+        seed=31, rate_per_minute=90, late_fraction=0.2, late_max=250, duplicate_fraction=0.05
+    )
+    _, url = sim_factory(traffic, clock)
+    cfg = make_config(url)
+    path = tmp_path / "state.json"
+    poller = restart(cfg, clock, path)
+    origin = None
+    for round_ in range(6):
+        poll(poller, clock, 5)
+        origin = origin or poller.origin
+        before = poller.snapshot()
+        clock.now += 777 * round_  # down for a while: the next poll catches up
+        poller = restart(cfg, clock, path)
+        after = poller.snapshot()
+        # Counters continue from their saved values: no reset, nothing re-counted.
+        assert after.interactions == before.interactions
+        assert after.received == before.received
+        assert after.collected_until == before.collected_until
+        assert after.requests == before.requests
+    poll(poller, clock, 3)
+    snap = poller.snapshot()
+    assert poller.origin == origin and snap.collected_until is not None
+    rows = traffic.rows(origin, snap.collected_until - 1, now=clock.now)
+    assert snap.interactions == dict(expected_counts(rows))
+
+
+def test_state_written_mid_poll_is_consistent(sim_factory, tmp_path):
+    """A poll that fails half way saves what it counted; a restart does not count it again."""
+    clock = Clock(START)
+    traffic = Traffic(seed=8, rate_per_minute=200, daily_curve=False)
+    sim, url = sim_factory(traffic, clock)
+    cfg = make_config(url, retries=0)
+    path = tmp_path / "state.json"
+    poller = restart(cfg, clock, path)
+    poll(poller, clock, 2)
+    clock.now += 3600  # twelve windows to catch up...
+    original_answer = sim.answer
+    calls = 0
+
+    def flaky(*args, **kwargs):
+        nonlocal calls
+        calls += 1
+        if calls == 5:  # ...and the API fails on the fifth
+            return 500, {"code": "500", "error": "boom", "msg": "", "data": None}
+        return original_answer(*args, **kwargs)
+
+    sim.answer = flaky
+    poll(poller, clock, 1)
+    assert not poller.snapshot().up
+    poller = restart(cfg, clock, path)
+    assert poller.cursor is not None
+    poll(poller, clock, 1)
+    snap = poller.snapshot()
+    assert snap.up and snap.collected_until is not None and poller.origin is not None
+    rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
+    assert snap.interactions == dict(expected_counts(rows))
+
+
+def test_a_corrupt_state_file_is_moved_aside_and_reported(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_bytes(b'{"version": 1, "saved_at": 1, "operations": {"main": {"cursor": "yesterday"')
+    with caplog.at_level(logging.ERROR):
+        assert StateStore(path).load() == {}
+    assert not path.exists()
+    aside = list(tmp_path.glob("state.json.corrupt-*"))
+    assert len(aside) == 1
+    assert "state file unusable; starting fresh" in caplog.text
+    assert str(aside[0]) in caplog.text
+
+
+def test_a_state_file_of_another_version_is_set_aside(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_text('{"version": 99, "saved_at": 1, "operations": {}}')
+    assert StateStore(path).load() == {}
+    assert "version 99" in caplog.text
+
+
+def test_an_unwritable_state_path_is_logged_and_the_poller_keeps_counting(
+    sim_factory, tmp_path, caplog
+):
+    clock = Clock(START)
+    _, url = sim_factory(Traffic(seed=1), clock)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    store = StateStore(blocker / "state.json")
+    poller = make_poller(make_config(url), clock, store=store)
+    poll(poller, clock, 2)
+    assert poller.snapshot().up
+    assert "could not save state" in caplog.text
