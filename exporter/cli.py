@@ -103,6 +103,14 @@ def _simulate_parser() -> argparse.ArgumentParser:
     p.add_argument("--latency", type=float, default=0.02, help="seconds each answer takes")
     p.add_argument("--start", type=int, help="no traffic dated before this Unix time")
     p.add_argument("--stop", type=int, help="no traffic dated at or after this Unix time")
+    p.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="KIND=RATE",
+        help=f"inject a fault into this share of requests; KIND is one of {', '.join(simulator.Faults.KINDS)}",
+    )
+    p.add_argument("--hang-seconds", type=float, default=5.0, help="how long a 'hang' fault waits")
     return p
 
 
@@ -128,6 +136,15 @@ def simulate(argv: Sequence[str]) -> int:
     try:
         host, port = config.split_listen_address(args.listen)
         zone = ZoneInfo(args.timezone)
+        rates = {}
+        for item in args.fault:
+            kind, _, rate = item.partition("=")
+            if kind not in simulator.Faults.KINDS:
+                raise ValueError(f"--fault {item}: unknown kind {kind!r}")
+            rates[kind] = float(rate)
+        faults = simulator.Faults(hang_seconds=args.hang_seconds, seed=args.seed)
+        for kind, rate in rates.items():
+            setattr(faults, kind, rate)
     except Exception as exc:
         return _fail(str(exc))
     traffic = simulator.Traffic(
@@ -147,6 +164,7 @@ def simulate(argv: Sequence[str]) -> int:
         cap=args.cap,
         cap_mode=args.cap_mode,
         latency=args.latency,
+        faults=faults,
     )
     srv, url = simulator.serve(sim, host or "127.0.0.1", port)
     print(f"simulated Wolkvox API at {url}/api/v2/reports_manager.php", flush=True)

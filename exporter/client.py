@@ -113,6 +113,13 @@ class TokenGate:
             key = self._key(token)
             self._paused[key] = max(until, self._paused.get(key, 0.0))
 
+    def rest(self, token: str, seconds: float) -> None:
+        """Keep a token unused a while longer, e.g. after a timeout, when the API may still be
+        working on the request we gave up on and a new one would count as simultaneous."""
+        key = self._key(token)
+        with self._guard:
+            self._last[key] = max(self._last.get(key, 0.0), time.monotonic() + seconds)
+
     def paused_until(self, token: str, now: float) -> float | None:
         with self._guard:
             until = self._paused.get(self._key(token))
@@ -132,7 +139,7 @@ class TokenGate:
                 time.sleep(wait)
             yield
         finally:
-            self._last[key] = time.monotonic()
+            self._last[key] = max(self._last.get(key, 0.0), time.monotonic())
             lock.release()
 
 
@@ -237,6 +244,8 @@ class Client:
                 raise
             finally:
                 self.observe(outcome, time.perf_counter() - started)
+                if outcome is Outcome.TIMEOUT:
+                    self.gate.rest(self.token, self.timeout)
 
     def _call(self, params: dict[str, str]) -> Answer:
         try:
@@ -274,4 +283,11 @@ class Client:
             raise ApiError(outcome, f"envelope code {answer.code}", status=status)
         if not answer.records and _classify_refusal(200, answer.msg) is Outcome.TOO_MANY_RECORDS:
             raise ApiError(Outcome.TOO_MANY_RECORDS, status=status)
+        if answer.null_data and (answer.declared() or 0) > 0:
+            # Taking this as "no rows" would skip the window for good; asking again is safe.
+            raise ApiError(
+                Outcome.INVALID_RESPONSE,
+                "data is null although msg announces records",
+                status=status,
+            )
         return answer

@@ -160,15 +160,19 @@ class Poller:
         self.origin = plan.origin
         if plan.skipped:
             log.warning(
-                "cursor was further behind than max_catchup; skipping ahead",
+                "cursor was further behind than max_catchup; rows dated in the skipped span are "
+                "not counted (backfill them if needed)",
                 extra={"operation": self.name, "skipped": format_duration(plan.skipped)},
             )
+            self._advance(plan.pieces[0].window.start)
+        progressed = False
         try:
             for piece in plan.pieces:
                 if self.stop.is_set():
                     return False
                 self._fetch(piece.first, piece.last)
                 self._advance(piece.window.end)
+                progressed = True
                 if time.monotonic() - self._committed_at > COMMIT_EVERY:
                     self.commit()  # a long catch-up shows progress and keeps it
             with self.lock:
@@ -191,6 +195,8 @@ class Poller:
                     "daily API quota exhausted; pausing this token until the next local day",
                     extra={"operation": self.name, "until": _iso(until)},
                 )
+            if progressed:
+                self.failures = 0  # the API works, if flakily: no need to back off further
             self._fail(str(exc), exc.outcome)
             return False
         finally:

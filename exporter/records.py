@@ -9,6 +9,7 @@ to decoding record by record, keeping the good ones and naming why each bad one 
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -68,6 +69,15 @@ class Answer:
     error: str
     records: list[Record]
     rejected: dict[str, int] = field(default_factory=dict)
+    null_data: bool = False
+
+    def declared(self) -> int | None:
+        """The record count the `msg` announces ("1 records were found"), if it announces one."""
+        match = _DECLARED.match(self.msg)
+        return int(match.group(1)) if match else None
+
+
+_DECLARED = re.compile(r"^(\d+) records? (?:were|was) found", re.IGNORECASE)
 
 
 def _code(value: int | str | None) -> int | None:
@@ -105,7 +115,9 @@ def decode(body: bytes) -> Answer:
         raise InvalidAnswer("body is not valid JSON") from None
     data = env.data
     records = [] if data is None else data if isinstance(data, list) else [data]
-    return Answer(_code(env.code), (env.msg or "").strip(), _text(env.error), records)
+    return Answer(
+        _code(env.code), (env.msg or "").strip(), _text(env.error), records, null_data=data is None
+    )
 
 
 def _decode_loose(body: bytes) -> Answer:
@@ -131,7 +143,14 @@ def _decode_loose(body: bytes) -> Answer:
         except msgspec.ValidationError as exc:
             reason = _reason(exc)
             rejected[reason] = rejected.get(reason, 0) + 1
-    return Answer(_code(env.code), (env.msg or "").strip(), _text(env.error), records, rejected)
+    return Answer(
+        _code(env.code),
+        (env.msg or "").strip(),
+        _text(env.error),
+        records,
+        rejected,
+        null_data=raw in (b"null", b""),
+    )
 
 
 class DateParser:

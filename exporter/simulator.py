@@ -183,10 +183,72 @@ def _poisson(rng: random.Random, lam: float) -> int:
 
 
 @dataclass
+class Faults:
+    """Rates (0..1, per request) of the ways the real API misbehaves, for resilience tests."""
+
+    KINDS: ClassVar[tuple[str, ...]] = (
+        "server_error",
+        "error_envelope",
+        "truncated",
+        "hang",
+        "data_null",
+        "busy",
+        "maintenance",
+        "quota",
+    )
+
+    server_error: float = 0.0  # HTTP 500 with an HTML page
+    error_envelope: float = 0.0  # HTTP 200 whose envelope says code 500
+    truncated: float = 0.0  # HTTP 200 with the JSON cut short
+    hang: float = 0.0  # answers only after `hang_seconds` (past the client's timeout)
+    data_null: float = 0.0  # code 200 and "N records were found", but data null
+    busy: float = 0.0  # HTTP 503 with Retry-After
+    maintenance: float = 0.0  # HTTP 403 with no message, as during backups
+    quota: float = 0.0  # HTTP 403 TOKEN LIMIT EXCEEDED
+    hang_seconds: float = 5.0
+    retry_after: int = 1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._lock = threading.Lock()
+
+    def draw(self) -> str | None:
+        """Pick the fault for one request, or None for a faithful answer."""
+        with self._lock:
+            x = self._rng.random()
+        for kind in self.KINDS:
+            rate = float(getattr(self, kind))
+            if x < rate:
+                return kind
+            x -= rate
+        return None
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+    delay: float = 0.0
+
+
+def _json_reply(status: int, payload: dict[str, Any]) -> Reply:
+    return Reply(status, json.dumps(payload, ensure_ascii=False).encode())
+
+
+def _error(status: int, message: str) -> Reply:
+    return _json_reply(
+        status, {"code": str(status), "error": message, "msg": message, "data": None}
+    )
+
+
+@dataclass
 class Stats:
     requests: int = 0
     violations: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+    faults: Counter[str] = field(default_factory=Counter)
 
 
 class Simulator:
@@ -202,6 +264,7 @@ class Simulator:
         latency: float = 0.02,
         max_days: int = 31,
         clock: Any = time.time,
+        faults: Faults | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -210,22 +273,19 @@ class Simulator:
         self.latency = latency
         self.max_days = max_days
         self.clock = clock
+        self.faults = faults or Faults()
         self.stats = Stats()
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
 
-    def answer(
-        self, tenant: str, params: dict[str, list[str]], token: str | None
-    ) -> tuple[int, dict[str, Any]]:
-        """Status and envelope for one request, with the token already counted as in flight."""
+    def answer(self, tenant: str, params: dict[str, list[str]], token: str | None) -> Reply:
+        """The reply to one request whose token is already counted as in flight."""
         if not token:
             return _error(401, "PLEASE ENTER THE WOLKVOX-TOKEN")
         if token not in self.tokens:
             return _error(403, "PLEASE VALIDATE TOKEN")
         traffic = self.tenants.get(tenant)
-        if params.get("api") != ["diagram_9"]:
-            return _error(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")
-        if traffic is None:
+        if params.get("api") != ["diagram_9"] or traffic is None:
             return _error(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")
         first = _strict_date(params.get("date_ini"), traffic.zone)
         last = _strict_date(params.get("date_end"), traffic.zone)
@@ -233,21 +293,45 @@ class Simulator:
             return _error(400, "SOME PARAMETERS ARE REQUIRED")
         if last - first > self.max_days * 86400:
             return _error(400, "THE DATE RANGE EXCEEDS THE ALLOWED LIMIT")
+        fault = self.faults.draw()
+        if fault is not None:
+            with self._lock:
+                self.stats.faults[fault] += 1
+        if fault == "server_error":
+            return Reply(500, b"<html><body><h1>500 Internal Server Error</h1></body></html>")
+        if fault == "error_envelope":
+            return _json_reply(
+                200, {"code": "500", "error": "INTERNAL ERROR", "msg": "", "data": None}
+            )
+        if fault == "busy":
+            return Reply(503, b"", {"Retry-After": str(self.faults.retry_after)})
+        if fault == "maintenance":
+            return Reply(403, b"")
+        if fault == "quota":
+            return _error(403, "TOKEN LIMIT EXCEEDED")
         rows = traffic.rows(first, last, now=self.clock())
         if not rows:
-            return 404, {"code": "404", "error": None, "msg": "No records found", "data": []}
+            return _json_reply(
+                404, {"code": "404", "error": None, "msg": "No records found", "data": []}
+            )
         if len(rows) > self.cap:
             if self.cap_mode == "error":
                 return _error(
                     400, f"IF YOUR QUERY EXCEEDS {self.cap} RECORDS, REDUCE THE DATE RANGE"
                 )
             rows = rows[: self.cap]
-        return 200, {
+        payload = {
             "code": "200",
             "error": None,
             "msg": f" {len(rows)} records were found",
-            "data": [r.record for r in rows],
+            "data": None if fault == "data_null" else [r.record for r in rows],
         }
+        reply = _json_reply(200, payload)
+        if fault == "truncated":
+            reply.body = reply.body[: len(reply.body) // 2]
+        if fault == "hang":
+            reply.delay = self.faults.hang_seconds
+        return reply
 
     def enter(self, token: str | None) -> bool:
         """Mark a request with this token in flight; False if one already is (a violation)."""
@@ -267,10 +351,6 @@ class Simulator:
             if token:
                 self._in_flight[token] -= 1
             self.stats.by_status[status] += 1
-
-
-def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
-    return status, {"code": str(status), "error": message, "msg": message, "data": None}
 
 
 def _strict_date(values: list[str] | None, zone: ZoneInfo) -> int | None:
@@ -294,44 +374,51 @@ class _Handler(BaseHTTPRequestHandler):
         url = urlsplit(self.path)
         if url.path == "/__sim/stats":
             stats = self.sim.stats
-            self._json(
-                200,
-                {
-                    "requests": stats.requests,
-                    "violations": stats.violations,
-                    "by_status": {str(k): v for k, v in stats.by_status.items()},
-                },
-            )
+            body = {
+                "requests": stats.requests,
+                "violations": stats.violations,
+                "by_status": {str(k): v for k, v in stats.by_status.items()},
+                "faults": dict(stats.faults),
+            }
+            self._send(_json_reply(200, body))
             return
         tenant, _sep, rest = url.path.lstrip("/").partition("/")
         if rest != "api/v2/reports_manager.php":
             tenant = "default"
             if url.path != "/api/v2/reports_manager.php":
-                self._json(404, {"code": "404", "error": "NOT FOUND", "msg": "", "data": None})
+                self._send(
+                    _json_reply(404, {"code": "404", "error": "NOT FOUND", "msg": "", "data": None})
+                )
                 return
         token = self.headers.get("wolkvox-token")
-        status = 500
+        reply = Reply(500, b"")
         alone = self.sim.enter(token)
         try:
             time.sleep(self.sim.latency)
             if not alone:
-                status, body = _error(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN")
+                reply = _error(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN")
             else:
-                status, body = self.sim.answer(tenant, parse_qs(url.query), token)
+                reply = self.sim.answer(tenant, parse_qs(url.query), token)
+                if reply.delay:
+                    time.sleep(reply.delay)
         finally:
             # The token is free once the answer is ready, before it is sent: a client that has
             # read the whole answer may send its next request at once without it counting as
             # simultaneous.
-            self.sim.leave(token, status)
-        self._json(status, body)
+            self.sim.leave(token, reply.status)
+        self._send(reply)
 
-    def _json(self, status: int, body: dict[str, Any]) -> None:
-        data = json.dumps(body, ensure_ascii=False).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+    def _send(self, reply: Reply) -> None:
+        try:
+            self.send_response(reply.status)
+            for name, value in reply.headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Type", "application/json; charset=utf-8")
+            self.send_header("Content-Length", str(len(reply.body)))
+            self.end_headers()
+            self.wfile.write(reply.body)
+        except OSError:
+            pass  # the client gave up (it timed out); there is no one to answer
 
     def log_message(self, format: str, *args: object) -> None:
         pass

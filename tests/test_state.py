@@ -7,7 +7,7 @@ from pathlib import Path
 
 from exporter import windowing
 from exporter.client import TokenGate
-from exporter.simulator import Traffic
+from exporter.simulator import Reply, Traffic
 from exporter.state import StateStore
 from tests.conftest import Clock, expected_counts, make_config, make_poller
 
@@ -72,7 +72,7 @@ def test_state_written_mid_poll_is_consistent(sim_factory, tmp_path):
         nonlocal calls
         calls += 1
         if calls == 5:  # ...and the API fails on the fifth
-            return 500, {"code": "500", "error": "boom", "msg": "", "data": None}
+            return Reply(500, b"")
         return original_answer(*args, **kwargs)
 
     sim.answer = flaky

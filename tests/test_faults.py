@@ -1,0 +1,196 @@
+"""Faults of the API: the exporter keeps serving, says what happened, and ends up exact."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from exporter import windowing
+from exporter.client import Outcome, TokenGate
+from exporter.simulator import Faults, Simulator, Traffic, serve
+from tests.conftest import TOKEN, Clock, expected_counts, make_config, make_poller
+from tests.test_crash import interactions, metrics
+from tests.test_end_to_end import free_port
+
+START = 1_790_000_100
+ALL_BUT_QUOTA = {
+    "server_error": 0.06,
+    "error_envelope": 0.05,
+    "truncated": 0.05,
+    "hang": 0.03,
+    "data_null": 0.05,
+    "busy": 0.02,
+    "maintenance": 0.03,
+}
+
+
+def test_a_week_of_every_fault_ends_exact(sim_factory, caplog):
+    """Driven clock: the poller sleeps as it would (backoff, quota pause), the API misbehaves."""
+    clock = Clock(START)
+    traffic = Traffic(
+        seed=13, rate_per_minute=30, late_fraction=0.1, late_max=200, duplicate_fraction=0.03
+    )
+    rates = {kind: rate / 2 for kind, rate in ALL_BUT_QUOTA.items()}
+    faults = Faults(**rates, quota=0.002, hang_seconds=0.5, retry_after=0, seed=5)
+    sim, url = sim_factory(traffic, clock, faults=faults)
+    poller = make_poller(
+        make_config(url, timeout="300ms", max_backoff="1h", max_catchup="3d"), clock
+    )
+    seen_down = seen_quota = False
+    max_wait = 0.0
+    end = START + 7 * 86400
+    while clock.now < end:
+        poller.poll_once()
+        snap = poller.snapshot()
+        seen_down |= not snap.up
+        seen_quota |= snap.quota_exhausted
+        wake = poller.next_attempt(clock.now)
+        max_wait = max(max_wait, wake - clock.now)
+        clock.now = wake + 0.5
+    # Let it finish cleanly so the last windows are re-read and compared.
+    faults.__init__(seed=1)  # type: ignore[misc]
+    for _ in range(2):
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        poller.poll_once()
+    snap = poller.snapshot()
+    assert snap.up and seen_down and seen_quota
+    assert set(sim.stats.faults) == {*ALL_BUT_QUOTA, "quota"}
+    # The outcome counters tell what happened.
+    for outcome in (
+        Outcome.SERVER_ERROR,
+        Outcome.INVALID_RESPONSE,
+        Outcome.TIMEOUT,
+        Outcome.MAINTENANCE,
+        Outcome.QUOTA_EXCEEDED,
+        Outcome.SUCCESS,
+    ):
+        assert snap.requests[outcome] > 0, outcome
+    assert sim.stats.violations == 0
+    assert "skipping" not in caplog.text and "skipped span" not in caplog.text
+    assert max_wait > 3600  # a quota pause waited for the next local day
+    assert poller.origin is not None and snap.collected_until is not None
+    rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
+    assert snap.interactions == dict(expected_counts(rows))
+
+
+def test_backoff_grows_with_repeated_failures_and_honours_retry_after(sim_factory):
+    clock = Clock(START)
+    sim, url = sim_factory(Traffic(seed=1), clock, faults=Faults(busy=1.0, retry_after=0))
+    poller = make_poller(make_config(url, retries=0, max_backoff="40m"), clock)
+    waits = []
+    for _ in range(6):
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        poller.poll_once()
+        waits.append(poller.next_attempt(clock.now) - clock.now)
+    assert waits[0] < 300
+    assert waits[1:] == sorted(waits[1:]) and waits[2] >= 1200 - 1
+    assert max(waits) <= 2400
+    sim.faults.retry_after = 3000
+    clock.now += 10
+    poller.poll_once()
+    assert poller.next_attempt(clock.now) - clock.now >= 2400  # capped by max_backoff
+
+
+def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_day(sim_factory):
+    zone = ZoneInfo("America/Bogota")
+    noon = int(datetime(2026, 12, 1, 12, 0, tzinfo=zone).timestamp())
+    clock = Clock(noon)
+    faults = Faults(quota=1.0)
+    sim, url = sim_factory(Traffic(seed=3), clock, faults=faults)
+    cfg = make_config(url)
+    gate = TokenGate(0)
+    first, second = make_poller(cfg, clock, gate), make_poller(cfg, clock, gate)
+    clock.now += 61
+    assert not first.poll_once()
+    asked = sim.stats.requests
+    assert not second.poll_once()  # shares the token: does not even ask
+    assert sim.stats.requests == asked
+    assert first.snapshot().quota_exhausted and second.snapshot().quota_exhausted
+    midnight = int(datetime(2026, 12, 2, 0, 0, tzinfo=zone).timestamp())
+    assert midnight <= first.next_attempt(clock.now) <= midnight + 120
+    faults.quota = 0.0
+    clock.now = first.next_attempt(clock.now)
+    assert first.poll_once() and second.poll_once()
+    assert not first.snapshot().quota_exhausted
+    assert first.cursor == second.cursor and first.cursor is not None and first.cursor >= midnight
+
+
+@pytest.mark.e2e
+def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Path):
+    start = int(time.time()) + 2
+    stop = start + 16
+    traffic = Traffic(
+        seed=99,
+        rate_per_minute=300,
+        daily_curve=False,
+        late_fraction=0.1,
+        late_max=1.5,
+        duplicate_fraction=0.05,
+        start=start,
+        stop=stop,
+    )
+    faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
+    sim = Simulator({"default": traffic}, {TOKEN}, cap=40, latency=0.005, faults=faults)
+    sim_server, sim_url = serve(sim)
+    port = free_port()
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(
+        f"""
+operations:
+  - {{name: faulty, base_url: "{sim_url}", token: "${{FAULT_TOKEN}}"}}
+polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
+          retry_backoff: 50ms, timeout: 500ms, max_backoff: 2s, max_records_per_request: 40}}
+"""
+    )
+    log_path = tmp_path / "exporter.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter.cli",
+                "--config",
+                str(cfg),
+                "--log.level",
+                "debug",
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "FAULT_TOKEN": TOKEN},
+        )
+    try:
+        time.sleep(1.5)
+        deadline = time.time() + 90
+        scrapes = 0
+        while time.time() < deadline:
+            m = metrics(port)  # every scrape must answer, whatever the API does
+            scrapes += 1
+            until = m.get("wolkvox_collected_until_timestamp_seconds", {})
+            if until and next(iter(until.values())) >= stop + 4 + 3:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail("never caught up:\n" + log_path.read_text()[-3000:])
+        assert scrapes > 20
+        assert interactions(m) == expected_counts(traffic.rows(start, stop - 1))
+        outcomes = {dict(k)["outcome"]: v for k, v in m["wolkvox_api_requests_total"].items()}
+        assert outcomes["server_error"] > 0 and outcomes["invalid_response"] > 0
+        assert sim.stats.violations == 0
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=15)
+        sim_server.shutdown()
+        sim_server.server_close()
+    assert code == 0
+    text = log_path.read_text()
+    assert "Traceback" not in text and TOKEN not in text
