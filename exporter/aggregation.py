@@ -37,6 +37,8 @@ class Tally:
         self.config = config
         self.parse_date = DateParser(zone)
         self.seen = SeenRows()
+        # Rejected rows by digest: copies seen, and the end of the last range that returned them.
+        self.rejects: dict[bytes, tuple[int, int]] = {}
         self.interactions: dict[LabelKey, int] = {}
         self.received = 0
         self.duplicates = 0
@@ -56,22 +58,19 @@ class Tally:
 
     def ingest(self, answer: Answer, first: int, last: int) -> Ingested:
         """Count the rows of one answer to the inclusive request range `[first, last]`."""
-        result = Ingested(received=len(answer.records) + sum(answer.rejected.values()))
-        for reason, n in answer.rejected.items():
-            self.rejected[reason] = self.rejected.get(reason, 0) + n
-            result.rejected += n
+        result = Ingested(received=answer.size)
         copies: dict[tuple[int, bytes], int] = {}
         sample: dict[tuple[int, bytes], Record] = {}
+        bad: dict[tuple[str, bytes], int] = {}
+        for reason, digest in answer.bad:
+            bad[(reason, digest)] = bad.get((reason, digest), 0) + 1
         parse = self.parse_date
         for rec in answer.records:
             second = parse(rec.date)
-            if second is None:
-                self.rejected["invalid_date"] += 1
-                result.rejected += 1
-                continue
-            if second < first or second > last:
-                self.rejected["out_of_range"] += 1
-                result.rejected += 1
+            if second is None or second < first or second > last:
+                reason = "invalid_date" if second is None else "out_of_range"
+                key_bad = (reason, fingerprint(rec))
+                bad[key_bad] = bad.get(key_bad, 0) + 1
                 continue
             key = (second, fingerprint(rec))
             if key in copies:
@@ -85,17 +84,27 @@ class Tally:
             if new:
                 self._count(sample[key], key[0], new)
                 result.counted += new
+        for (reason, digest), n in bad.items():
+            new = self._reject(reason, digest, n, last)
+            self.rejected[reason] = self.rejected.get(reason, 0) + new
+            result.rejected += new
         result.duplicates = result.received - result.counted - result.rejected
         self.received += result.received
         self.duplicates += result.duplicates
         return result
+
+    def _reject(self, reason: str, digest: bytes, copies: int, last: int) -> int:
+        """Like SeenRows.admit for rows that cannot be counted: how many copies are new."""
+        seen, _ = self.rejects.get(digest, (0, 0))
+        self.rejects[digest] = (max(seen, copies), last)
+        return max(0, copies - seen)
 
     def _count(self, rec: Record, second: int, n: int) -> None:
         raw = (rec.channel, rec.rp_id, rec.routing_answer)
         cached = self._label_cache.get(raw)
         if cached is None:
             cached = self._labels(raw)
-            if len(self._label_cache) >= 50_000:
+            if len(self._label_cache) >= 10_000:
                 self._label_cache.clear()
             self._label_cache[raw] = cached
         key, folded = cached
@@ -141,6 +150,8 @@ class Tally:
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
+        for digest in [d for d, (_, last) in self.rejects.items() if last < second]:
+            del self.rejects[digest]
 
     def export(self) -> dict[str, Any]:
         """The parts of the tally that a restart needs, as plain values for the state file."""
@@ -155,6 +166,7 @@ class Tally:
                 (*k, n, self.last_active.get(k, 0.0)) for k, n in self.last_window.items()
             ],
             "seen": list(self.seen.items()),
+            "rejects": [(d, n, last) for d, (n, last) in self.rejects.items()],
         }
 
     def restore(self, saved: OperationState) -> None:
@@ -179,3 +191,4 @@ class Tally:
             if active:
                 self.last_active[(c, r, a)] = active
         self.seen.load(saved.seen)
+        self.rejects = {d: (n, last) for d, n, last in saved.rejects}

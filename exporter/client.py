@@ -236,7 +236,7 @@ class Client:
             outcome = Outcome.SUCCESS
             try:
                 answer = self._call(params)
-                if not answer.records and not answer.rejected:
+                if not answer.size:
                     outcome = Outcome.EMPTY
                 return answer
             except ApiError as exc:

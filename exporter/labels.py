@@ -20,30 +20,39 @@ _DIGITS = re.compile(r"\d{4,}")
 _MASKED = re.compile(r"^maskedtext\s*:", re.IGNORECASE)
 
 
+MAX_ID_LENGTH = 64
+
+
+def _clean(value: str, max_length: int) -> str:
+    v = _SPACE.sub(" ", value).strip()
+    v = "".join(ch for ch in v if ch.isprintable())
+    if len(v) > max_length:
+        v = v[: max_length - 1].rstrip() + "…"
+    return v
+
+
 def channel(value: str) -> str:
-    v = _SPACE.sub(" ", value).strip().lower()
-    return v or EMPTY
+    return _clean(value, MAX_ID_LENGTH).lower() or EMPTY
 
 
 def rp_id(value: str | int) -> str:
-    v = str(value).strip()
-    return v or EMPTY
+    return _clean(str(value), MAX_ID_LENGTH) or EMPTY
 
 
 def routing_answer(value: str | None, max_length: int) -> str:
     if not value:
         return EMPTY
-    v = _SPACE.sub(" ", value).strip()
+    # Bound the text before any regex sees it: the answer is free text of any size, and the
+    # e-mail pattern backtracks quadratically over a long run without an '@'.
+    v = _SPACE.sub(" ", value[: 4 * max_length]).strip()
     if not v:
         return EMPTY
     if _MASKED.match(v):
         return "MaskedText"
-    v = _EMAIL.sub("<email>", v)
+    if "@" in v:
+        v = _EMAIL.sub("<email>", v)
     v = _DIGITS.sub("#", v)
-    v = "".join(ch for ch in v if ch.isprintable())
-    if len(v) > max_length:
-        v = v[: max_length - 1].rstrip() + "…"
-    return v or EMPTY
+    return _clean(v, max_length) or EMPTY
 
 
 class Limiter:

@@ -244,7 +244,7 @@ class Poller:
         answer: Answer | None
         try:
             answer = self.client.fetch(first, last)
-            full = len(answer.records) + sum(answer.rejected.values()) >= cap
+            full = answer.size >= cap
         except ApiError as exc:
             if exc.outcome is not Outcome.TOO_MANY_RECORDS:
                 raise

@@ -68,8 +68,15 @@ class Answer:
     msg: str
     error: str
     records: list[Record]
-    rejected: dict[str, int] = field(default_factory=dict)
+    # Records that could not be decoded: the reason and a digest of their bytes, so that a bad
+    # row read again by the look-back is recognised like a good one.
+    bad: list[tuple[str, bytes]] = field(default_factory=list)
     null_data: bool = False
+
+    @property
+    def size(self) -> int:
+        """Rows in the answer, decodable or not (what the record cap counts)."""
+        return len(self.records) + len(self.bad)
 
     def declared(self) -> int | None:
         """The record count the `msg` announces ("1 records were found"), if it announces one."""
@@ -136,19 +143,18 @@ def _decode_loose(body: bytes) -> Answer:
     else:
         raise InvalidAnswer("data is neither a list, an object nor null")
     records: list[Record] = []
-    rejected: dict[str, int] = {}
+    bad: list[tuple[str, bytes]] = []
     for item in items:
         try:
             records.append(_RECORD.decode(item))
         except msgspec.ValidationError as exc:
-            reason = _reason(exc)
-            rejected[reason] = rejected.get(reason, 0) + 1
+            bad.append((_reason(exc), hashlib.blake2b(bytes(item), digest_size=16).digest()))
     return Answer(
         _code(env.code),
         (env.msg or "").strip(),
         _text(env.error),
         records,
-        rejected,
+        bad,
         null_data=raw in (b"null", b""),
     )
 
@@ -160,7 +166,7 @@ class DateParser:
     a dict lookup; the cache is cleared, not grown, when it gets large.
     """
 
-    def __init__(self, zone: ZoneInfo, max_cached: int = 100_000) -> None:
+    def __init__(self, zone: ZoneInfo, max_cached: int = 20_000) -> None:
         self.zone = zone
         self._cache: dict[str, int] = {}
         self._max = max_cached

@@ -59,7 +59,7 @@ class Row:
 
     date: int
     published: float
-    record: dict[str, str]
+    record: dict[str, Any]
 
 
 @dataclass

@@ -37,6 +37,7 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     last_window: list[tuple[str, str, str, int, float]]  # label set, value, last non-zero time
     seen: list[tuple[int, bytes, int]]  # second, fingerprint, copies
     quota_paused_until: float | None = None
+    rejects: list[tuple[bytes, int, int]] = []  # digest, copies, end of the last range
 
 
 class StateFile(msgspec.Struct, forbid_unknown_fields=True):

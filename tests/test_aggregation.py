@@ -144,3 +144,23 @@ def test_last_window_reports_zero_then_drops_quiet_label_sets():
     assert ("whatsapp", "101", "hola") not in t.last_window
     assert t.interactions[("whatsapp", "101", "hola")] == 1
     assert list(t.by_window) == []
+
+
+def test_a_bad_row_read_again_is_rejected_once():
+    t = tally()
+    bad = row(3) | {"date": "yesterday"}
+    wrong_type = row(4) | {"channel": ["a", "list"]}
+    first = t.ingest(answer(row(1), bad, wrong_type), BASE, BASE + 299)
+    again = t.ingest(answer(row(1), bad, wrong_type), BASE, BASE + 299)
+    assert (first.rejected, again.rejected, again.duplicates) == (2, 0, 3)
+    assert t.rejected["invalid_date"] == 1 and t.rejected["invalid_type"] == 1
+    # Once no request can return them again they are forgotten, like counted rows.
+    t.forget_before(BASE + 300)
+    assert t.rejects == {}
+
+
+def test_normalising_a_huge_answer_is_linear():
+    """A 1 MB reply without '@' once made the e-mail pattern backtrack for minutes."""
+    huge = "x" * 1_000_000 + " a@b.co"
+    assert labels.routing_answer(huge, 64).startswith("xxxx")
+    assert labels.routing_answer("  write to a@b.co  ", 64) == "write to <email>"
