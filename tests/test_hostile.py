@@ -8,6 +8,7 @@ import string
 import subprocess
 import tracemalloc
 from collections import Counter
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -21,7 +22,7 @@ START = 1_790_000_100
 NASTY = 'say "hi" \\ back\nslash\x00nul 😀 ' + "x" * 100_000
 
 
-def hostile_rows(minute: int, base: dict[str, str]) -> list[Row]:
+def hostile_rows(minute: int, base: dict[str, Any]) -> list[Row]:
     """Rows dated mid-minute, away from window edges, so each is read in one window only."""
     date = minute + 30
     good = [
@@ -29,7 +30,7 @@ def hostile_rows(minute: int, base: dict[str, str]) -> list[Row]:
         base | {"rp_id": 'rp"\\\n\x00'},
         base | {"channel": " WhatsApp 😀 "},
     ]
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({k: v for k, v in base.items() if k != "date"}, "missing_field"),
         (base | {"channel": 123}, "invalid_type"),
         (base | {"customer_name": {"nested": 1}}, "invalid_type"),
