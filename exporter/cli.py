@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__, config, logs, server, simulator
+from exporter import __version__, config, logs, server, simulator, webconfig
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
 from exporter.poller import Poller
@@ -56,6 +56,13 @@ def _run_parser() -> argparse.ArgumentParser:
         f"(default {config.DEFAULT_LISTEN_ADDRESS}; env WOLKVOX_EXPORTER_LISTEN_ADDRESS)",
     )
     p.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        default=_env("WEB_CONFIG_FILE"),
+        metavar="FILE",
+        help="exporter-toolkit web config: TLS and basic auth (env WOLKVOX_EXPORTER_WEB_CONFIG_FILE)",
+    )
+    p.add_argument(
         "--log.level",
         dest="log_level",
         default=_env("LOG_LEVEL", "info"),
@@ -79,6 +86,9 @@ def _check_parser() -> argparse.ArgumentParser:
         description="Validate a config file: exit 0 if valid, 1 if not.",
     )
     p.add_argument("--config", "--config.file", dest="config", required=True, metavar="FILE")
+    p.add_argument(
+        "--web.config.file", dest="web_config", metavar="FILE", help="also check this web config"
+    )
     return p
 
 
@@ -123,6 +133,8 @@ def check(argv: Sequence[str]) -> int:
     args = _check_parser().parse_args(argv)
     try:
         cfg = config.load(args.config)
+        if args.web_config:
+            webconfig.load(args.web_config)
     except config.ConfigError as exc:
         return _fail(str(exc))
     print(
@@ -228,6 +240,7 @@ def run(argv: Sequence[str]) -> int:
         cfg = _demo_config() if args.demo else config.load(args.config)
         listen = args.listen or cfg.web.listen_address
         host, port = config.split_listen_address(listen)
+        security = webconfig.load(args.web_config) if args.web_config else None
     except config.ConfigError as exc:
         return _fail(str(exc))
     except ValueError as exc:
@@ -250,7 +263,7 @@ def run(argv: Sequence[str]) -> int:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector(pollers, cfg.polling.interval))
     try:
-        httpd, _ = server.serve(server.App(registry, pollers), host, port)
+        httpd, _ = server.serve(server.App(registry, pollers, security), host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {listen}: {exc.strerror}")
     log.info(

@@ -10,6 +10,7 @@ import gzip
 import html
 import logging
 import socket
+import ssl
 import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -21,6 +22,9 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 from exporter.poller import Poller
+from exporter.webconfig import Security
+
+TEXT = "text/plain; charset=utf-8"
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +38,15 @@ def _when(ts: float | None) -> str:
 class App:
     """What the handlers need: the registry to render and the pollers to report on."""
 
-    def __init__(self, registry: CollectorRegistry, pollers: Sequence[Poller]) -> None:
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        pollers: Sequence[Poller],
+        security: Security | None = None,
+    ) -> None:
         self.registry = registry
         self.pollers = pollers
+        self.security = security
 
     def ready(self) -> bool:
         return all(p.ready for p in self.pollers)
@@ -74,46 +84,67 @@ class App:
 
 class Handler(BaseHTTPRequestHandler):
     app: ClassVar[App]
-    timeout = 10  # seconds a client may take to send its request
+    timeout = 10  # seconds a client may take to send its request (and finish a TLS handshake)
     server_version = f"wolkvox-exporter/{__version__}"
     sys_version = ""
 
+    def setup(self) -> None:
+        # TLS handshakes happen here, in the connection's own thread, so a client that stalls
+        # mid-handshake cannot hold up the accept loop.
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(self.timeout)
+            self.request.do_handshake()
+        super().setup()
+
     def do_GET(self) -> None:
-        self._serve(head=False)
+        if self._authorized():
+            self._serve(head=False)
 
     def do_HEAD(self) -> None:
-        self._serve(head=True)
+        if self._authorized():
+            self._serve(head=True)
 
     def _not_allowed(self) -> None:
-        self._send(405, b"method not allowed\n", "text/plain; charset=utf-8", allow="GET, HEAD")
+        if self._authorized():
+            self._send(405, b"method not allowed\n", TEXT, extra={"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+
+    def _authorized(self) -> bool:
+        security = self.app.security
+        if security is None or security.authorized(self.headers.get("Authorization")):
+            return True
+        self._send(
+            401,
+            b"unauthorized\n",
+            TEXT,
+            extra={"WWW-Authenticate": 'Basic realm="wolkvox-exporter"'},
+        )
+        return False
 
     def _serve(self, head: bool) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
             body = encoder(self.app.registry)
-            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
-            if gzipped:
+            extra = {}
+            if "gzip" in self.headers.get("Accept-Encoding", ""):
                 body = gzip.compress(body, compresslevel=1)
-            self._send(200, body, content_type, head, gzipped)
+                extra["Content-Encoding"] = "gzip"
+            self._send(200, body, content_type, head, extra)
         elif path == "/":
             self._send(200, self.app.landing(), "text/html; charset=utf-8", head)
         elif path == "/-/healthy":
-            self._send(200, b"OK\n", "text/plain; charset=utf-8", head)
+            self._send(200, b"OK\n", TEXT, head)
         elif path == "/-/ready":
             if self.app.ready():
-                self._send(200, b"OK\n", "text/plain; charset=utf-8", head)
+                self._send(200, b"OK\n", TEXT, head)
             else:
                 self._send(
-                    503,
-                    b"waiting for the first successful poll of every operation\n",
-                    "text/plain; charset=utf-8",
-                    head,
+                    503, b"waiting for the first successful poll of every operation\n", TEXT, head
                 )
         else:
-            self._send(404, b"not found\n", "text/plain; charset=utf-8", head)
+            self._send(404, b"not found\n", TEXT, head)
 
     def _send(
         self,
@@ -121,16 +152,16 @@ class Handler(BaseHTTPRequestHandler):
         body: bytes,
         content_type: str,
         head: bool = False,
-        gzipped: bool = False,
-        allow: str | None = None,
+        extra: dict[str, str] | None = None,
     ) -> None:
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
-        if gzipped:
-            self.send_header("Content-Encoding", "gzip")
-        if allow:
-            self.send_header("Allow", allow)
+        if self.app.security is not None:
+            for name, value in self.app.security.headers.items():
+                self.send_header(name, value)
+        for name, value in (extra or {}).items():
+            self.send_header(name, value)
         self.end_headers()
         if not head:
             self.wfile.write(body)
@@ -153,6 +184,10 @@ def serve(app: App, host: str, port: int) -> tuple[Server, threading.Thread]:
     handler = type("BoundHandler", (Handler,), {"app": app})
     cls = type("Server6", (Server,), {"address_family": socket.AF_INET6}) if ":" in host else Server
     server = cls((host, port), handler)
+    if app.security is not None and app.security.ssl_context is not None:
+        server.socket = app.security.ssl_context.wrap_socket(
+            server.socket, server_side=True, do_handshake_on_connect=False
+        )
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     return server, thread
