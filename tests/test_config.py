@@ -157,3 +157,17 @@ def test_check_command_exit_codes_and_no_traceback(tmp_path, monkeypatch, capsys
 def test_run_without_config_or_demo_explains_itself(capsys):
     assert cli.main([]) == 1
     assert "--config FILE or --demo" in capsys.readouterr().err
+
+
+def test_readme_documents_every_flag():
+    """The flag table cannot drift from the parser (the blackbox_exporter lesson)."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    flags = [
+        opt
+        for action in cli._run_parser()._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt not in ("--help", "--version", "--config.file")
+    ]
+    assert flags
+    for flag in flags:
+        assert f"`{flag}" in readme, flag
