@@ -7,6 +7,8 @@ and benchmarked on its own.
 
 from __future__ import annotations
 
+import hashlib
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -14,7 +16,7 @@ from zoneinfo import ZoneInfo
 from exporter import labels
 from exporter.config import Labels
 from exporter.dedupe import SeenRows
-from exporter.records import Answer, DateParser, Record, fingerprint
+from exporter.records import FINGERPRINT_SIZE, Answer, DateParser, decode_rows
 from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
@@ -37,8 +39,6 @@ class Tally:
         self.config = config
         self.parse_date = DateParser(zone)
         self.seen = SeenRows()
-        # Rejected rows by digest: copies seen, and the end of the last range that returned them.
-        self.rejects: dict[bytes, tuple[int, int]] = {}
         self.interactions: dict[LabelKey, int] = {}
         self.received = 0
         self.duplicates = 0
@@ -57,50 +57,61 @@ class Tally:
         ] = {}
 
     def ingest(self, answer: Answer, first: int, last: int) -> Ingested:
-        """Count the rows of one answer to the inclusive request range `[first, last]`."""
+        """Count the rows of one answer to the inclusive request range `[first, last]`.
+
+        This is the hot path (60,000 rows per answer at most), so it works in passes: group the
+        rows by digest, decode only the groups with copies not seen before, then update the
+        counters once per label set and window rather than once per row.
+        """
         result = Ingested(received=answer.size)
-        copies: dict[tuple[int, bytes], int] = {}
-        sample: dict[tuple[int, bytes], Record] = {}
-        bad: dict[tuple[str, bytes], int] = {}
-        for reason, digest in answer.bad:
-            bad[(reason, digest)] = bad.get((reason, digest), 0) + 1
-        parse = self.parse_date
-        for rec in answer.records:
-            second = parse(rec.date)
-            if second is None or second < first or second > last:
-                reason = "invalid_date" if second is None else "out_of_range"
-                key_bad = (reason, fingerprint(rec))
-                bad[key_bad] = bad.get(key_bad, 0) + 1
-                continue
-            key = (second, fingerprint(rec))
-            if key in copies:
-                copies[key] += 1
+        rows = answer.rows
+        digest = hashlib.blake2b
+        fps = [digest(raw, digest_size=FINGERPRINT_SIZE).digest() for raw in rows]
+        copies = Counter(fps)
+        index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
+        known = self.seen.copies
+        fresh = [(fp, n) for fp, n in copies.items() if n > known.get(fp, 0)]
+        if 2 * len(fresh) > len(rows):
+            everything = answer.decode_all()
+            decoded = [everything[index[fp]] for fp, _ in fresh]
+        else:
+            decoded = decode_rows([rows[index[fp]] for fp, _ in fresh])
+        by_second = self.seen.by_second
+        parsed = self.parse_date.cache
+        dates = self.parse_date
+        interval = self.interval
+        keys: list[tuple[str, str | int, str | None, int]] = []
+        for (fp, n), row in zip(fresh, decoded, strict=True):
+            if isinstance(row, str):
+                reason = row
             else:
-                copies[key] = 1
-                sample[key] = rec
-        admit = self.seen.admit
-        for key, n in copies.items():
-            new = admit(key[0], key[1], n)
-            if new:
-                self._count(sample[key], key[0], new)
-                result.counted += new
-        for (reason, digest), n in bad.items():
-            new = self._reject(reason, digest, n, last)
+                second = parsed.get(row.date) or dates(row.date)
+                if second is not None and first <= second <= last:
+                    # SeenRows.admit, inlined: this runs once per new row.
+                    already = known.get(fp, 0)
+                    if not already:
+                        by_second.setdefault(second, []).append(fp)
+                    known[fp] = n
+                    key = (row.channel, row.rp_id, row.routing_answer, second - second % interval)
+                    keys.append(key)
+                    if n - already > 1:
+                        keys.extend([key] * (n - already - 1))
+                    continue
+                reason = "invalid_date" if second is None else "out_of_range"
+            # Filed under the end of this range: no later request returns it once the look-back
+            # has passed that second.
+            new = self.seen.admit(fp, n, last)
             self.rejected[reason] = self.rejected.get(reason, 0) + new
             result.rejected += new
+        result.counted += len(keys)
+        for (ch, rp, answer_text, window), n in Counter(keys).items():
+            self._count((ch, rp, answer_text), window, n)
         result.duplicates = result.received - result.counted - result.rejected
         self.received += result.received
         self.duplicates += result.duplicates
         return result
 
-    def _reject(self, reason: str, digest: bytes, copies: int, last: int) -> int:
-        """Like SeenRows.admit for rows that cannot be counted: how many copies are new."""
-        seen, _ = self.rejects.get(digest, (0, 0))
-        self.rejects[digest] = (max(seen, copies), last)
-        return max(0, copies - seen)
-
-    def _count(self, rec: Record, second: int, n: int) -> None:
-        raw = (rec.channel, rec.rp_id, rec.routing_answer)
+    def _count(self, raw: tuple[str, str | int, str | None], window_start: int, n: int) -> None:
         cached = self._label_cache.get(raw)
         if cached is None:
             cached = self._labels(raw)
@@ -111,10 +122,9 @@ class Tally:
         for name in folded:
             self.overflow[name] += n
         self.interactions[key] = self.interactions.get(key, 0) + n
-        start = second - second % self.interval
-        window = self.by_window.get(start)
+        window = self.by_window.get(window_start)
         if window is None:
-            window = self.by_window[start] = {}
+            window = self.by_window[window_start] = {}
         window[key] = window.get(key, 0) + n
 
     def _labels(self, raw: tuple[str, str | int, str | None]) -> tuple[LabelKey, tuple[str, ...]]:
@@ -150,8 +160,6 @@ class Tally:
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
-        for digest in [d for d, (_, last) in self.rejects.items() if last < second]:
-            del self.rejects[digest]
 
     def export(self) -> dict[str, Any]:
         """The parts of the tally that a restart needs, as plain values for the state file."""
@@ -166,7 +174,6 @@ class Tally:
                 (*k, n, self.last_active.get(k, 0.0)) for k, n in self.last_window.items()
             ],
             "seen": list(self.seen.items()),
-            "rejects": [(d, n, last) for d, (n, last) in self.rejects.items()],
         }
 
     def restore(self, saved: OperationState) -> None:
@@ -191,4 +198,3 @@ class Tally:
             if active:
                 self.last_active[(c, r, a)] = active
         self.seen.load(saved.seen)
-        self.rejects = {d: (n, last) for d, n, last in saved.rejects}

@@ -266,7 +266,7 @@ class Client:
         status = response.status_code
         if status == 404:
             # diagram_9 answers 404 when nothing matches the range.
-            return Answer(code=404, msg="", error="", records=[])
+            return Answer(code=404, msg="", error="", rows=[])
         if status != 200:
             outcome = _classify_refusal(status, _refusal_text(body))
             raise ApiError(outcome, status=status, retry_after=_retry_after(response))
@@ -275,13 +275,13 @@ class Client:
         except InvalidAnswer as exc:
             raise ApiError(Outcome.INVALID_RESPONSE, str(exc), status=status) from None
         if answer.code == 404:
-            return Answer(code=404, msg="", error="", records=[])
+            return Answer(code=404, msg="", error="", rows=[])
         if answer.code != 200:
             outcome = _classify_refusal(answer.code or 0, f"{answer.msg} {answer.error}")
             if outcome is Outcome.HTTP_ERROR:
                 outcome = Outcome.INVALID_RESPONSE
             raise ApiError(outcome, f"envelope code {answer.code}", status=status)
-        if not answer.records and _classify_refusal(200, answer.msg) is Outcome.TOO_MANY_RECORDS:
+        if not answer.rows and _classify_refusal(200, answer.msg) is Outcome.TOO_MANY_RECORDS:
             raise ApiError(Outcome.TOO_MANY_RECORDS, status=status)
         if answer.null_data and (answer.declared() or 0) > 0:
             # Taking this as "no rows" would skip the window for good; asking again is safe.

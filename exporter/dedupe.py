@@ -1,10 +1,11 @@
 """Remembering which rows were counted, for exactly as long as they can be read again.
 
-Rows are keyed by the second they are dated and a fingerprint of the whole row. The count per key
-matters: two identical rows in one answer are two real interactions (a message sent twice in the
-same second), so a key remembers how many copies were counted and a later answer adds only the
-copies beyond that. Rows are bucketed by second so that forgetting everything older than the
-re-read horizon is a walk over a few hundred bucket keys, not over every fingerprint.
+Rows are keyed by a digest of their bytes. The count per key matters: two identical rows in one
+answer are two real interactions (a message sent twice in the same second), so a key remembers how
+many copies were seen and a later answer adds only the copies beyond that. Each key also files
+under the second after which no request can return it again (the row's date, or for a row that
+could not be dated, the end of the range that returned it), so forgetting everything older than the
+re-read horizon walks a few hundred second keys, not every digest.
 """
 
 from __future__ import annotations
@@ -14,35 +15,41 @@ from collections.abc import Iterable, Iterator
 
 class SeenRows:
     def __init__(self) -> None:
-        self._buckets: dict[int, dict[bytes, int]] = {}
-        self._size = 0
+        self.copies: dict[bytes, int] = {}  # read directly by the ingest loop
+        self.by_second: dict[int, list[bytes]] = {}  # and so is this
 
     def __len__(self) -> int:
-        return self._size
+        return len(self.copies)
 
-    def admit(self, second: int, fp: bytes, copies: int) -> int:
+    def get(self, fp: bytes) -> int:
+        """How many copies of this row were seen already."""
+        return self.copies.get(fp, 0)
+
+    def admit(self, fp: bytes, copies: int, second: int) -> int:
         """Record that an answer held `copies` of a row; return how many of them are new."""
-        bucket = self._buckets.get(second)
-        if bucket is None:
-            bucket = self._buckets[second] = {}
-        seen = bucket.get(fp, 0)
+        seen = self.copies.get(fp, 0)
         if copies <= seen:
             return 0
-        if seen == 0:
-            self._size += 1
-        bucket[fp] = copies
+        if not seen:
+            bucket = self.by_second.get(second)
+            if bucket is None:
+                self.by_second[second] = [fp]
+            else:
+                bucket.append(fp)
+        self.copies[fp] = copies
         return copies - seen
 
     def forget_before(self, second: int) -> None:
-        """Drop every row dated before `second`: no request will ever return it again."""
-        for key in [k for k in self._buckets if k < second]:
-            self._size -= len(self._buckets.pop(key))
+        """Drop every row filed before `second`: no request will ever return it again."""
+        for key in [k for k in self.by_second if k < second]:
+            for fp in self.by_second.pop(key):
+                self.copies.pop(fp, None)
 
     def items(self) -> Iterator[tuple[int, bytes, int]]:
-        for second, bucket in self._buckets.items():
-            for fp, copies in bucket.items():
-                yield second, fp, copies
+        for second, fps in self.by_second.items():
+            for fp in fps:
+                yield second, fp, self.copies[fp]
 
     def load(self, rows: Iterable[tuple[int, bytes, int]]) -> None:
         for second, fp, copies in rows:
-            self.admit(second, fp, copies)
+            self.admit(fp, copies, second)

@@ -35,9 +35,8 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     requests: dict[str, int]
     by_window: dict[int, list[tuple[str, str, str, int]]]
     last_window: list[tuple[str, str, str, int, float]]  # label set, value, last non-zero time
-    seen: list[tuple[int, bytes, int]]  # second, fingerprint, copies
+    seen: list[tuple[int, bytes, int]]  # second filed under, fingerprint, copies
     quota_paused_until: float | None = None
-    rejects: list[tuple[bytes, int, int]] = []  # digest, copies, end of the last range
 
 
 class StateFile(msgspec.Struct, forbid_unknown_fields=True):

@@ -81,14 +81,14 @@ def test_request_carries_token_header_api_and_wall_time_dates(api):
     assert "api=diagram_9" in path
     assert "date_ini=20260118193431" in path and "date_end=20260118193530" in path
     assert TOKEN not in path
-    assert len(answer.records) == 1
+    assert len(answer.rows) == 1
 
 
 def test_404_means_no_records(api):
     script, url = api
     script.replies = [(404, b"", {})]
     seen: list[Outcome] = []
-    assert client(url, seen).fetch(0, 10).records == []
+    assert client(url, seen).fetch(0, 10).rows == []
     assert seen == [Outcome.EMPTY]
 
 
@@ -137,7 +137,7 @@ def test_transient_failures_are_retried_then_succeed(api, reply, outcome):
     script, url = api
     script.replies = [reply, reply, (200, env(200, "1 records were found", [ROW]), {})]
     seen: list[Outcome] = []
-    assert len(client(url, seen).fetch(0, 10).records) == 1
+    assert len(client(url, seen).fetch(0, 10).rows) == 1
     assert seen == [outcome, outcome, Outcome.SUCCESS]
 
 

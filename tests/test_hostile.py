@@ -29,11 +29,11 @@ def hostile_rows(minute: int, base: dict[str, Any]) -> list[Row]:
         base | {"routing_answer": NASTY},
         base | {"rp_id": 'rp"\\\n\x00'},
         base | {"channel": " WhatsApp 😀 "},
+        base | {"customer_name": {"nested": 1}},  # a field we never read: still counted
     ]
     bad: list[tuple[dict[str, Any], str]] = [
         ({k: v for k, v in base.items() if k != "date"}, "missing_field"),
         (base | {"channel": 123}, "invalid_type"),
-        (base | {"customer_name": {"nested": 1}}, "invalid_type"),
         (base | {"date": "ayer a las 3"}, "invalid_date"),
     ]
     return [Row(date, date, r) for r in good] + [Row(date, date, r) for r, _ in bad]
@@ -65,14 +65,13 @@ def test_hostile_records_are_rejected_or_counted_and_the_exposition_stays_valid(
         for r in rows
         if "date" in r.record
         and isinstance(r.record["channel"], str)
-        and not isinstance(r.record.get("customer_name"), dict)
         and r.record["date"] != "ayer a las 3"
     ]
     assert snap.interactions == dict(expected_counts(countable))
     # Each bad row is rejected once, although the look-back reads most of them twice.
     assert snap.rejected == {
         "missing_field": hostile_minutes,
-        "invalid_type": 2 * hostile_minutes,
+        "invalid_type": hostile_minutes,
         "invalid_date": hostile_minutes,
         "out_of_range": 0,
     }
@@ -155,5 +154,5 @@ def test_a_flood_of_distinct_answers_keeps_series_and_memory_bounded(sim_factory
     assert len(snap.last_window) <= len(snap.interactions)
     # Remembered rows span the look-back horizon (about 10 minutes of rows), not three days.
     assert len(tally.seen) < 60 * 12
-    assert len(tally.by_window) <= 4 and not tally.rejects
+    assert len(tally.by_window) <= 4
     assert retained < 6_000_000, retained

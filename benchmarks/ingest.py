@@ -1,0 +1,54 @@
+"""Ingest: decode, validate, dedupe and count a 60,000-record answer, against json.loads alone.
+
+Target (issue 5): at most 1.5x the time json.loads takes on the same bytes. Also printed: the
+naive way an exporter might be written (json.loads, then one prometheus_client
+Counter.labels().inc() per record), as a second ratio.
+"""
+
+from __future__ import annotations
+
+import json
+
+from prometheus_client import CollectorRegistry, Counter
+
+from benchmarks.common import ZONE, answer_bytes, best_of, machine
+from exporter.aggregation import Tally
+from exporter.config import Labels
+from exporter.records import decode
+
+RECORDS = 60_000
+
+
+def ours(body: bytes, first: int, last: int) -> Tally:
+    tally = Tally(ZONE, 300, Labels())
+    tally.ingest(decode(body), first, last)
+    return tally
+
+
+def naive(body: bytes) -> None:
+    registry = CollectorRegistry()
+    counter = Counter(
+        "interactions", "x", ["channel", "rp_id", "routing_answer"], registry=registry
+    )
+    for rec in json.loads(body)["data"]:
+        counter.labels(rec["channel"], rec["rp_id"], rec["routing_answer"]).inc()
+
+
+def main() -> None:
+    body, first, last = answer_bytes(RECORDS)
+    counted = sum(ours(body, first, last).interactions.values())
+    assert counted == RECORDS, counted
+    floor = best_of(lambda: json.loads(body))
+    ours_t = best_of(lambda: ours(body, first, last))
+    naive_t = best_of(lambda: naive(body))
+    print(f"machine: {machine()}")
+    print(f"answer: {RECORDS} records, {len(body) / 1e6:.1f} MB")
+    print(f"json.loads alone:            {floor * 1000:7.1f} ms  (1.00x)")
+    print(
+        f"wolkvox-exporter ingest:     {ours_t * 1000:7.1f} ms  ({ours_t / floor:.2f}x)  target <= 1.50x"
+    )
+    print(f"naive json + labels().inc(): {naive_t * 1000:7.1f} ms  ({naive_t / floor:.2f}x)")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,75 @@
+"""Memory: ingest 1,000,000 records over many 5-minute windows; peak RSS must stay flat.
+
+Target (issue 5): peak RSS grows by less than 20 MB between the first 100,000 records and the
+millionth, because dedupe memory is bounded by the look-back horizon, not by uptime. Each poll
+re-reads the previous window (lookback 5m), as the live exporter does.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+from benchmarks.common import T0, ZONE, machine
+from exporter.aggregation import Tally
+from exporter.config import Labels
+from exporter.records import decode
+from exporter.simulator import Traffic
+
+TOTAL = 1_000_000
+INTERVAL = 300
+RATE = 2000  # records per minute: 10,000 per window
+
+
+def rss_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+def main() -> None:
+    idle = rss_kib("VmRSS")
+    traffic = Traffic(seed=3, zone=ZONE, rate_per_minute=RATE, daily_curve=False)
+    tally = Tally(ZONE, INTERVAL, Labels())
+    rows_by_minute: dict[int, list[dict[str, object]]] = {}
+    rng = random.Random(1)
+    counted = 0
+    peak_at_100k = None
+    cursor = T0
+    while counted < TOTAL:
+        end = cursor + INTERVAL
+        first = cursor - INTERVAL - 1  # the look-back re-read rides in the same request
+        for minute in range(cursor, end, 60):
+            rows_by_minute[minute] = [r.record for r in traffic._generate(minute)]
+        data = [
+            rec for m in range(first - first % 60, end, 60) for rec in rows_by_minute.get(m, [])
+        ]
+        rng.shuffle(data)
+        body = json.dumps(
+            {"code": "200", "msg": f"{len(data)} records were found", "data": data}
+        ).encode()
+        counted += tally.ingest(decode(body), first, end - 1).counted
+        tally.forget_before(cursor - INTERVAL - 1)
+        tally.publish(cursor, end + 60, cursor - 3 * INTERVAL)
+        for minute in [m for m in rows_by_minute if m < cursor - INTERVAL - 60]:
+            del rows_by_minute[minute]
+        cursor = end
+        if peak_at_100k is None and counted >= 100_000:
+            peak_at_100k = rss_kib("VmHWM")
+    assert peak_at_100k is not None
+    peak = rss_kib("VmHWM")
+    growth = (peak - peak_at_100k) / 1024
+    print(f"machine: {machine()}")
+    print(f"records counted: {counted} over {(cursor - T0) // INTERVAL} windows")
+    print(f"idle RSS (after imports): {idle / 1024:.1f} MB")
+    print(
+        f"peak RSS after 100k records: {peak_at_100k / 1024:.1f} MB; after {counted}: {peak / 1024:.1f} MB"
+    )
+    print(f"growth: {growth:.1f} MB  target < 20 MB")
+    print(f"fingerprints retained: {len(tally.seen)} (one look-back horizon)")
+
+
+if __name__ == "__main__":
+    main()
