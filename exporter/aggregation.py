@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 from exporter import labels
 from exporter.config import Labels
 from exporter.dedupe import SeenRows
-from exporter.records import FINGERPRINT_SIZE, Answer, DateParser, decode_rows
+from exporter.records import FINGERPRINT_SIZE, Answer, DateParser, Record, decode_rows
 from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
@@ -68,14 +68,19 @@ class Tally:
         digest = hashlib.blake2b
         fps = [digest(raw, digest_size=FINGERPRINT_SIZE).digest() for raw in rows]
         copies = Counter(fps)
-        index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
         known = self.seen.copies
         fresh = [(fp, n) for fp, n in copies.items() if n > known.get(fp, 0)]
-        if 2 * len(fresh) > len(rows):
-            everything = answer.decode_all()
-            decoded = [everything[index[fp]] for fp, _ in fresh]
+        decoded: list[Record | str]
+        if len(fresh) == len(rows):
+            # Every row distinct and new (a first read): `fresh` is in row order already.
+            decoded = answer.decode_all()
         else:
-            decoded = decode_rows([rows[index[fp]] for fp, _ in fresh])
+            index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
+            if 2 * len(fresh) > len(rows):
+                everything = answer.decode_all()
+                decoded = [everything[index[fp]] for fp, _ in fresh]
+            else:
+                decoded = decode_rows([rows[index[fp]] for fp, _ in fresh])
         by_second = self.seen.by_second
         parsed = self.parse_date.cache
         dates = self.parse_date
