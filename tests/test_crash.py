@@ -2,46 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import random
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from exporter import simulator
 from exporter.state import StateStore
 from tests.conftest import TOKEN, expected_counts
-from tests.test_end_to_end import free_port
+from tests.process import Exporter, assert_private, interactions, parse
 
 pytestmark = pytest.mark.e2e
-
-
-def metrics(port: int) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-        text = resp.read().decode()
-    out: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out.setdefault(s.name, {})[tuple(sorted(s.labels.items()))] = s.value
-    return out
-
-
-def interactions(
-    m: dict[str, dict[tuple[tuple[str, str], ...], float]],
-) -> Counter[tuple[str, str, str]]:
-    out: Counter[tuple[str, str, str]] = Counter()
-    for key, value in m.get("wolkvox_interactions_total", {}).items():
-        labels = dict(key)
-        if value:
-            out[(labels["channel"], labels["rp_id"], labels["routing_answer"])] = int(value)
-    return out
 
 
 def test_sigkill_at_random_moments_neither_loses_nor_doubles(tmp_path: Path):
@@ -77,77 +50,43 @@ state:
   path: {state}
 """
     )
-    env = {**os.environ, "CRASH_TOKEN": TOKEN}
-    port = free_port()
-    log_path = tmp_path / "exporter.log"
-
-    def launch() -> subprocess.Popen[bytes]:
-        with log_path.open("a") as log:
-            return subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "exporter.cli",
-                    "--config",
-                    str(cfg),
-                    "--web.listen-address",
-                    f"127.0.0.1:{port}",
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-            )
-
+    exporter = Exporter(tmp_path, ["--config", str(cfg)], {"CRASH_TOKEN": TOKEN})
     last_seen: Counter[tuple[str, str, str]] = Counter()
     kills = 0
     try:
         while time.time() < stop - 1:
-            proc = launch()
+            exporter.start()
             deadline = time.time() + rng.uniform(0.4, 2.5)
             while time.time() < deadline:
                 time.sleep(0.05)
                 try:
-                    seen = interactions(metrics(port))
+                    seen = interactions(exporter.metrics())
                 except OSError:
                     continue
                 # A counter a scrape has shown never goes down, not even across a SIGKILL.
                 assert all(seen[k] >= n for k, n in last_seen.items())
                 last_seen = seen
-            proc.kill()
-            proc.wait()
+            exporter.kill()
             kills += 1
             time.sleep(rng.uniform(0, 1.0))  # down for a while: the restart catches up
         assert kills >= 5
 
-        proc = launch()
-        final: dict[str, dict[tuple[tuple[str, str], ...], float]] = {}
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            time.sleep(0.3)
-            try:
-                final = metrics(port)
-            except OSError:
-                continue
-            until = final.get("wolkvox_collected_until_timestamp_seconds", {})
-            if until and next(iter(until.values())) >= stop + 3 + 2:
-                break
-        else:
-            pytest.fail("exporter never caught up:\n" + log_path.read_text()[-3000:])
+        exporter.start()
+        final = parse(exporter.wait_collected(stop + 3 + 2, timeout=60))
         truth = expected_counts(traffic.rows(start, stop - 1))
         assert sum(truth.values()) > 150
         assert interactions(final) == truth
         assert sim.stats.violations == 0
 
         # SIGTERM: exit 0 with the state saved.
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        assert exporter.stop() == 0
         saved = StateStore(state).load()["crashy"]
         assert sum(n for *_k, n in saved.interactions) == sum(truth.values())
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if exporter.proc is not None and exporter.proc.poll() is None:
+            exporter.kill()
         sim_server.shutdown()
         sim_server.server_close()
-    log_text = log_path.read_text()
-    assert "Traceback" not in log_text
-    assert TOKEN not in log_text
+    log = exporter.log()
+    assert "Traceback" not in log
+    assert_private(log, TOKEN, traffic.rows(start, stop - 1))

@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.request
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -18,8 +13,7 @@ from exporter import windowing
 from exporter.client import Outcome, TokenGate
 from exporter.simulator import Faults, Simulator, Traffic, serve
 from tests.conftest import TOKEN, Clock, expected_counts, make_config, make_poller
-from tests.test_crash import interactions, metrics
-from tests.test_end_to_end import free_port
+from tests.process import Exporter, assert_private, by_label, interactions
 
 START = 1_790_000_100
 ALL_BUT_QUOTA = {
@@ -147,7 +141,6 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Pa
     faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
     sim = Simulator({"default": traffic}, {TOKEN}, cap=40, latency=0.005, faults=faults)
     sim_server, sim_url = serve(sim)
-    port = free_port()
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         f"""
@@ -157,67 +150,35 @@ polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
           retry_backoff: 50ms, timeout: 500ms, max_backoff: 2s, max_records_per_request: 40}}
 """
     )
-    log_path = tmp_path / "exporter.log"
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter.cli",
-                "--config",
-                str(cfg),
-                "--log.level",
-                "debug",
-                "--web.listen-address",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "FAULT_TOKEN": TOKEN},
-        )
+    exporter = Exporter(
+        tmp_path, ["--config", str(cfg), "--log.level", "debug"], {"FAULT_TOKEN": TOKEN}
+    ).start()
     try:
         time.sleep(1.5)
         deadline = time.time() + 90
         scrapes = 0
         while time.time() < deadline:
-            m = metrics(port)  # every scrape must answer, whatever the API does
+            m = exporter.metrics()  # every scrape must answer, whatever the API does
             scrapes += 1
             until = m.get("wolkvox_collected_until_timestamp_seconds", {})
-            if until and next(iter(until.values())) >= stop + 4 + 3:
+            if until and min(until.values()) >= stop + 4 + 3:
                 break
             time.sleep(0.2)
         else:
-            pytest.fail("never caught up:\n" + log_path.read_text()[-3000:])
+            pytest.fail("never caught up:\n" + exporter.log()[-3000:])
         assert scrapes > 20
         assert interactions(m) == expected_counts(traffic.rows(start, stop - 1))
-        outcomes = {dict(k)["outcome"]: v for k, v in m["wolkvox_api_requests_total"].items()}
+        outcomes = by_label(m, "wolkvox_api_requests_total", "outcome")
         assert outcomes["server_error"] > 0 and outcomes["invalid_response"] > 0
         assert sim.stats.violations == 0
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as resp:
-            landing = resp.read().decode()
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
-            exposition = resp.read().decode()
+        pages = exporter.get("/") + exporter.get("/metrics")
     finally:
-        proc.send_signal(signal.SIGTERM)
-        code = proc.wait(timeout=15)
+        code = exporter.stop()
         sim_server.shutdown()
         sim_server.server_close()
     assert code == 0
-    text = log_path.read_text()
-    assert "Traceback" not in text
+    log = exporter.log()
+    assert "Traceback" not in log
     # Debug logs of a run full of errors, the metrics and the landing page hold no secret
     # and no customer data.
-    everything = "\n".join((text, landing, exposition))
-    assert TOKEN not in everything
-    for row in traffic.rows(start, stop - 1):
-        for field in (
-            "customer_name",
-            "customer_email",
-            "customer_phone",
-            "customer_id",
-            "session_id",
-            "conn_id",
-        ):
-            value = row.record[field]
-            if len(value) > 3:  # "0" (no conn id) is not personal and appears everywhere
-                assert value not in everything, field
+    assert_private(log + pages, TOKEN, traffic.rows(start, stop - 1))

@@ -27,7 +27,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import config, server, webconfig
 from tests.conftest import promtool
-from tests.test_end_to_end import free_port
+from tests.process import free_port
 
 PASSWORD = "s3cret-pass"
 
