@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from exporter import labels
 from exporter.aggregation import Tally
 from exporter.config import Labels
-from exporter.records import DateParser, decode
+from exporter.records import DateParser, decode, fingerprint
 
 ZONE = ZoneInfo("America/Bogota")
 
@@ -164,3 +164,12 @@ def test_normalising_a_huge_answer_is_linear():
     huge = "x" * 1_000_000 + " a@b.co"
     assert labels.routing_answer(huge, 64).startswith("xxxx")
     assert labels.routing_answer("  write to a@b.co  ", 64) == "write to <email>"
+
+
+def test_the_store_is_keyed_by_the_documented_fingerprint():
+    """The ingest loop hashes inline for speed; it must agree with records.fingerprint, which
+    is what the state file's digests mean."""
+    t = tally()
+    parsed = answer(row(1), row(2))
+    t.ingest(parsed, BASE, BASE + 299)
+    assert set(t.seen.copies) == {fingerprint(raw) for raw in parsed.rows}
