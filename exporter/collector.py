@@ -153,5 +153,6 @@ class WolkvoxCollector(Collector):
             duplicates,
             rejected,
             overflow,
+            quota,
             build,
         )

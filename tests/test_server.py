@@ -95,6 +95,7 @@ def test_metrics_are_valid_for_promtool_and_the_parser(running, tmp_path):
         "wolkvox_records_duplicate",
         "wolkvox_records_rejected",
         "wolkvox_label_overflow",
+        "wolkvox_quota_exhausted",
         "wolkvox_exporter_build_info",
     ):
         assert name in families, name
