@@ -103,14 +103,19 @@ def sim_factory() -> Iterator[Any]:
         srv.server_close()
 
 
-def promtool() -> str:
-    """Path of promtool; in CI its absence is a failure, elsewhere the test is skipped."""
-    path = shutil.which("promtool")
+def required_binary(name: str) -> str:
+    """Path of a tool from Debian's prometheus package; in CI its absence is a failure,
+    elsewhere the test is skipped."""
+    path = shutil.which(name)
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail("promtool is required in CI (Debian package prometheus)")
-        pytest.skip("promtool not installed (apt-get install prometheus)")
+            pytest.fail(f"{name} is required in CI (Debian package prometheus)")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
     return path
+
+
+def promtool() -> str:
+    return required_binary("promtool")
 
 
 @pytest.fixture(autouse=True)

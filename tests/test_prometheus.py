@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
 import time
 import urllib.parse
@@ -15,19 +13,11 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.conftest import required_binary
 from tests.process import Exporter, free_port
 
 pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).parent.parent
-
-
-def prometheus_binary() -> str:
-    path = shutil.which("prometheus")
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail("the prometheus server is required in CI (Debian package prometheus)")
-        pytest.skip("prometheus not installed (apt-get install prometheus)")
-    return path
 
 
 def api(port: int, path: str, **params: str) -> Any:
@@ -60,7 +50,7 @@ def test_every_recording_rule_returns_data_from_a_real_prometheus(tmp_path: Path
     with (tmp_path / "prometheus.log").open("w") as log:
         prom = subprocess.Popen(
             [
-                prometheus_binary(),
+                required_binary("prometheus"),
                 f"--config.file={config}",
                 f"--storage.tsdb.path={tmp_path / 'tsdb'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
