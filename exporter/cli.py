@@ -148,15 +148,12 @@ def simulate(argv: Sequence[str]) -> int:
     try:
         host, port = config.split_listen_address(args.listen)
         zone = ZoneInfo(args.timezone)
-        rates = {}
+        faults = simulator.Faults(hang_seconds=args.hang_seconds, seed=args.seed)
         for item in args.fault:
             kind, _, rate = item.partition("=")
             if kind not in simulator.Faults.KINDS:
                 raise ValueError(f"--fault {item}: unknown kind {kind!r}")
-            rates[kind] = float(rate)
-        faults = simulator.Faults(hang_seconds=args.hang_seconds, seed=args.seed)
-        for kind, rate in rates.items():
-            setattr(faults, kind, rate)
+            setattr(faults, kind, float(rate))
     except Exception as exc:
         return _fail(str(exc))
     traffic = simulator.Traffic(
