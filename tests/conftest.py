@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -89,7 +89,7 @@ def sim_factory() -> Iterator[Any]:
     servers: list[simulator.SimulatorServer] = []
 
     def start(
-        traffic: simulator.Traffic, clock: Clock, **kwargs: Any
+        traffic: simulator.Traffic, clock: Callable[[], float], **kwargs: Any
     ) -> tuple[simulator.Simulator, str]:
         kwargs.setdefault("latency", 0.0)
         sim = simulator.Simulator({"default": traffic}, {TOKEN}, clock=clock, **kwargs)

@@ -17,7 +17,7 @@ from tests.process import Exporter, assert_private, interactions, parse
 pytestmark = pytest.mark.e2e
 
 
-def test_sigkill_at_random_moments_neither_loses_nor_doubles(tmp_path: Path):
+def test_sigkill_at_random_moments_neither_loses_nor_doubles(tmp_path: Path, sim_factory):
     rng = random.Random(20261129)
     start = int(time.time()) + 2
     stop = start + 24
@@ -31,8 +31,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(tmp_path: Path):
         start=start,
         stop=stop,
     )
-    sim = simulator.Simulator({"default": traffic}, {TOKEN}, cap=30, latency=0.01)
-    sim_server, sim_url = simulator.serve(sim)
+    sim, sim_url = sim_factory(traffic, time.time, cap=30, latency=0.01)
     state = tmp_path / "state.json"
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
@@ -85,8 +84,6 @@ state:
     finally:
         if exporter.proc is not None and exporter.proc.poll() is None:
             exporter.kill()
-        sim_server.shutdown()
-        sim_server.server_close()
     log = exporter.log()
     assert "Traceback" not in log
     assert_private(log, TOKEN, traffic.rows(start, stop - 1))

@@ -16,7 +16,7 @@ from tests.process import Exporter, assert_private, by_label, interactions, pars
 pytestmark = pytest.mark.e2e
 
 
-def test_exporter_process_counts_exactly_what_the_api_served(tmp_path: Path):
+def test_exporter_process_counts_exactly_what_the_api_served(tmp_path: Path, sim_factory):
     start = int(time.time()) + 3
     stop = start + 16
     traffic = simulator.Traffic(
@@ -29,8 +29,7 @@ def test_exporter_process_counts_exactly_what_the_api_served(tmp_path: Path):
         start=start,
         stop=stop,
     )
-    sim = simulator.Simulator({"default": traffic}, {TOKEN}, cap=30, latency=0.01)
-    sim_server, sim_url = simulator.serve(sim)
+    sim, sim_url = sim_factory(traffic, time.time, cap=30, latency=0.01)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         f"""
@@ -68,8 +67,6 @@ polling:
         assert check.returncode == 0, check.stdout + check.stderr
     finally:
         code = exporter.stop()
-        sim_server.shutdown()
-        sim_server.server_close()
     assert code == 0
     log = exporter.log()
     assert "poll done" in log and "Traceback" not in log

@@ -11,7 +11,7 @@ import pytest
 
 from exporter import windowing
 from exporter.client import Outcome, TokenGate
-from exporter.simulator import Faults, Simulator, Traffic, serve
+from exporter.simulator import Faults, Traffic
 from tests.conftest import TOKEN, Clock, expected_counts, make_config, make_poller
 from tests.process import Exporter, assert_private, by_label, interactions
 
@@ -125,7 +125,7 @@ def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_d
 
 
 @pytest.mark.e2e
-def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Path):
+def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Path, sim_factory):
     start = int(time.time()) + 2
     stop = start + 16
     traffic = Traffic(
@@ -139,8 +139,7 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Pa
         stop=stop,
     )
     faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
-    sim = Simulator({"default": traffic}, {TOKEN}, cap=40, latency=0.005, faults=faults)
-    sim_server, sim_url = serve(sim)
+    sim, sim_url = sim_factory(traffic, time.time, cap=40, latency=0.005, faults=faults)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         f"""
@@ -174,8 +173,6 @@ polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
         pages = exporter.get("/") + exporter.get("/metrics")
     finally:
         code = exporter.stop()
-        sim_server.shutdown()
-        sim_server.server_close()
     assert code == 0
     log = exporter.log()
     assert "Traceback" not in log
