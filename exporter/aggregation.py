@@ -7,7 +7,6 @@ and benchmarked on its own.
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from dataclasses import dataclass
 from typing import Any
@@ -16,7 +15,7 @@ from zoneinfo import ZoneInfo
 from exporter import labels
 from exporter.config import Labels
 from exporter.dedupe import SeenRows
-from exporter.records import FINGERPRINT_SIZE, Answer, DateParser, Record, decode_rows
+from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
 from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
@@ -65,8 +64,7 @@ class Tally:
         """
         result = Ingested(received=answer.size)
         rows = answer.rows
-        digest = hashlib.blake2b
-        fps = [digest(raw, digest_size=FINGERPRINT_SIZE).digest() for raw in rows]
+        fps = [fingerprint(raw) for raw in rows]
         copies = Counter(fps)
         known = self.seen.copies
         fresh = [(fp, n) for fp, n in copies.items() if n > known.get(fp, 0)]

@@ -19,7 +19,7 @@ import msgspec
 
 log = logging.getLogger(__name__)
 
-VERSION = 1
+VERSION = 2
 
 Key = tuple[str, str, str]
 

@@ -167,8 +167,7 @@ def test_normalising_a_huge_answer_is_linear():
 
 
 def test_the_store_is_keyed_by_the_documented_fingerprint():
-    """The ingest loop hashes inline for speed; it must agree with records.fingerprint, which
-    is what the state file's digests mean."""
+    """The dedupe store's keys are what the state file saves: records.fingerprint of each row."""
     t = tally()
     parsed = answer(row(1), row(2))
     t.ingest(parsed, BASE, BASE + 299)

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 from zoneinfo import ZoneInfo
 
+import msgspec
 import pytest
 
 from exporter.records import (
@@ -109,6 +110,15 @@ def test_fingerprint_covers_the_whole_row_as_served():
     ).rows
     assert fingerprint(rows[0]) == fingerprint(rows[1])
     assert len({fingerprint(r) for r in rows}) == 3
+
+
+def test_fingerprints_are_stable_across_releases():
+    """State files store these digests: a change of algorithm must come with a new state version,
+    or the first poll after an upgrade would count the whole look-back span again."""
+    assert fingerprint(msgspec.Raw(b'{"session_id":"1"}')).hex() == (
+        "485e94b8c3d97078410a979be863e082"
+    )
+    assert len(fingerprint(msgspec.Raw(b"{}"))) == 16
 
 
 def test_dates_are_wall_time_of_the_operation_zone():
