@@ -60,6 +60,11 @@ def ours() -> CollectorRegistry:
         overflow={},
         last_error="",
         quota_exhausted=False,
+        outcomes={},
+        outcome_names=[],
+        sessions={},
+        sessions_transferred={},
+        customers_last_window={},
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector([FrozenPoller(snap)], 300))  # type: ignore[list-item]

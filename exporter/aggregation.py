@@ -7,18 +7,33 @@ and benchmarked on its own.
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from itertools import compress, groupby
+from operator import attrgetter, itemgetter
+from typing import Any, cast
 from zoneinfo import ZoneInfo
 
 from exporter import labels
-from exporter.config import Labels
+from exporter.config import TRANSFERRED, Kpis, Labels
 from exporter.dedupe import SeenRows
 from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
+from exporter.sessions import Sessions, session_key
 from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
+
+_SESSION_ID = attrgetter("session_id")
+_CHANNEL = attrgetter("channel")
+_ANSWER = attrgetter("routing_answer")
+_DATE = attrgetter("date")
+_RP = attrgetter("rp_id")
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+# The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
+_NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
 REJECT_REASONS = ("missing_field", "invalid_type", "invalid_date", "out_of_range")
 LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
@@ -33,9 +48,27 @@ class Ingested:
 
 
 class Tally:
-    def __init__(self, zone: ZoneInfo, interval: int, config: Labels) -> None:
+    def __init__(
+        self, zone: ZoneInfo, interval: int, config: Labels, kpis: Kpis | None = None
+    ) -> None:
         self.interval = interval
         self.config = config
+        kpis = kpis or Kpis()
+        self.session_horizon = int(kpis.session_horizon)
+        self.classify = labels.Outcomes(
+            [(r.outcome, r.match) for r in kpis.outcomes], kpis.default_outcome
+        )
+        self.outcome_names = self.classify.names
+        self.outcomes: dict[tuple[str, str], int] = {}  # channel, outcome
+        self.sessions_total: dict[str, int] = {}  # by channel
+        self.transferred_total: dict[str, int] = {}  # by channel
+        self.sessions = Sessions()
+        # (window start, raw channel, customer hash) of the open windows; memory only, never saved.
+        self.customers: set[tuple[int, str, int]] = set()
+        self.customers_last_window: dict[str, int] = {}
+        self._channel_cache: dict[str, tuple[str, bool]] = {}
+        self._rp_cache: dict[str | int, tuple[str, bool]] = {}
+        self._answer_cache: dict[str | None, tuple[str, bool, str]] = {}
         self.parse_date = DateParser(zone)
         self.seen = SeenRows()
         self.interactions: dict[LabelKey, int] = {}
@@ -52,7 +85,7 @@ class Tally:
         self._limit_rp = labels.Limiter(config.rp_id.max_values)
         self._limit_answer = labels.Limiter(config.routing_answer.max_values)
         self._label_cache: dict[
-            tuple[str, str | int, str | None], tuple[LabelKey, tuple[str, ...]]
+            tuple[str, str | int, str | None], tuple[LabelKey, tuple[str, ...], str]
         ] = {}
 
     def ingest(self, answer: Answer, first: int, last: int) -> Ingested:
@@ -61,13 +94,27 @@ class Tally:
         This is the hot path (60,000 rows per answer at most), so it works in passes: group the
         rows by digest, decode only the groups with copies not seen before, then update the
         counters once per label set and window rather than once per row.
+
+        The cyclic garbage collector is paused meanwhile: ingest allocates a few hundred thousand
+        tuples and structs that form no cycles, and the collections they would trigger cost
+        about a tenth of the ingest time on a full answer (measured in benchmarks/ingest.py).
         """
+        paused = gc.isenabled()
+        gc.disable()
+        try:
+            return self._ingest(answer, first, last)
+        finally:
+            if paused:
+                gc.enable()
+
+    def _ingest(self, answer: Answer, first: int, last: int) -> Ingested:
         result = Ingested(received=answer.size)
         rows = answer.rows
         fps = [fingerprint(raw) for raw in rows]
         copies = Counter(fps)
         known = self.seen.copies
-        fresh = [(fp, n) for fp, n in copies.items() if n > known.get(fp, 0)]
+        # Each digest with copies not counted yet, how many copies now, and how many before.
+        fresh = [(fp, n, had) for fp, n in copies.items() if n > (had := known.get(fp, 0))]
         decoded: list[Record | str]
         if len(fresh) == len(rows):
             # Every row distinct and new (a first read): `fresh` is in row order already.
@@ -76,71 +123,208 @@ class Tally:
             index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
             if 2 * len(fresh) > len(rows):
                 everything = answer.decode_all()
-                decoded = [everything[index[fp]] for fp, _ in fresh]
+                decoded = [everything[index[fp]] for fp, _, _ in fresh]
             else:
-                decoded = decode_rows([rows[index[fp]] for fp, _ in fresh])
-        by_second = self.seen.by_second
-        parsed = self.parse_date.cache
-        dates = self.parse_date
-        interval = self.interval
-        keys: list[tuple[str, str | int, str | None, int]] = []
-        for (fp, n), row in zip(fresh, decoded, strict=True):
-            if isinstance(row, str):
-                reason = row
-            else:
-                second = parsed.get(row.date) or dates(row.date)
-                if second is not None and first <= second <= last:
-                    # SeenRows.admit, inlined: this runs once per new row.
-                    already = known.get(fp, 0)
-                    if not already:
-                        by_second.setdefault(second, []).append(fp)
-                    known[fp] = n
-                    key = (row.channel, row.rp_id, row.routing_answer, second - second % interval)
-                    keys.append(key)
-                    if n - already > 1:
-                        keys.extend([key] * (n - already - 1))
-                    continue
-                reason = "invalid_date" if second is None else "out_of_range"
-            # Filed under the end of this range: no later request returns it once the look-back
-            # has passed that second.
-            new = self.seen.admit(fp, n, last)
-            self.rejected[reason] = self.rejected.get(reason, 0) + new
-            result.rejected += new
-        result.counted += len(keys)
-        for (ch, rp, answer_text, window), n in Counter(keys).items():
-            self._count((ch, rp, answer_text), window, n)
+                decoded = decode_rows([rows[index[fp]] for fp, _, _ in fresh])
+        # Uncountable rows are rare; set them aside first so that the rest runs column-wise,
+        # in C-level builtins rather than a Python loop per row.
+        records, seconds, fresh = self._countable(decoded, fresh, first, last, result)
+        if records:
+            result.counted = self._file(records, seconds, fresh, last)
         result.duplicates = result.received - result.counted - result.rejected
         self.received += result.received
         self.duplicates += result.duplicates
         return result
 
+    def _countable(
+        self,
+        decoded: list[Record | str],
+        fresh: list[tuple[bytes, int, int]],
+        first: int,
+        last: int,
+        result: Ingested,
+    ) -> tuple[list[Record], list[int], list[tuple[bytes, int, int]]]:
+        """The decodable rows dated inside `[first, last]`, with their epoch seconds; every
+        other row is counted as rejected, once, by reason."""
+        ok = [row for row in decoded if not isinstance(row, str)]
+        if len(ok) != len(decoded):
+            for (fp, n, _), row in zip(fresh, decoded, strict=True):
+                if isinstance(row, str):
+                    self._reject(row, fp, n, last, result)
+            fresh = [f for f, row in zip(fresh, decoded, strict=True) if not isinstance(row, str)]
+        records: list[Record] = ok
+        texts = list(map(_DATE, records))
+        try:
+            seconds: list[int | None] = list(map(self.parse_date.cache.__getitem__, texts))
+        except KeyError:
+            seconds = list(map(self.parse_date, texts))
+        bad = None in seconds
+        if not bad and records:
+            dated = cast(list[int], seconds)
+            bad = min(dated) < first or max(dated) > last
+        if bad:
+            keep = [s is not None and first <= s <= last for s in seconds]
+            for (fp, n, _), second, good in zip(fresh, seconds, keep, strict=True):
+                if not good:
+                    reason = "invalid_date" if second is None else "out_of_range"
+                    self._reject(reason, fp, n, last, result)
+            records = list(compress(records, keep))
+            seconds = list(compress(seconds, keep))
+            fresh = list(compress(fresh, keep))
+        return records, cast(list[int], seconds), fresh
+
+    def _reject(self, reason: str, fp: bytes, n: int, last: int, result: Ingested) -> None:
+        # Filed under the end of this range: no later request returns the row once the
+        # look-back has passed that second.
+        new = self.seen.admit(fp, n, last)
+        self.rejected[reason] = self.rejected.get(reason, 0) + new
+        result.rejected += new
+
+    def _file(
+        self,
+        records: list[Record],
+        seconds: list[int],
+        fresh: list[tuple[bytes, int, int]],
+        last: int,
+    ) -> int:
+        """Remember the rows as seen, count them by label set and window; return how many."""
+        fps, copies, had = zip(*fresh, strict=True)
+        self.seen.copies.update(zip(fps, copies, strict=True))
+        repeat = any(had) or max(copies) > 1  # copies beyond the first, or counted before
+        # SeenRows.admit in bulk: a row is filed under its second when first seen.
+        by_second = self.seen.by_second
+        new = zip(seconds, fps, strict=True)
+        if repeat:
+            new = ((s, fp) for (s, fp), h in zip(new, had, strict=True) if not h)  # type: ignore[assignment]
+        for second, group in groupby(new, key=_FIRST):
+            filed = by_second.get(second)
+            if filed is None:
+                by_second[second] = list(map(_SECOND, group))
+            else:
+                filed.extend(map(_SECOND, group))
+        interval = self.interval
+        windows = [s - s % interval for s in seconds]
+        groups = Counter(groups_keys(records, windows))
+        counted = len(records)
+        if repeat:
+            for key, n, h in zip(groups_keys(records, windows), copies, had, strict=True):
+                if n - h != 1:
+                    groups[key] += n - h - 1
+                    counted += n - h - 1
+        for (ch, rp, answer_text, window), n in groups.items():
+            self._count((ch, rp, answer_text), window, n)
+        self._sessions(records, groups, last)
+        self._customers(records, windows)
+        return counted
+
+    def _sessions(
+        self,
+        rows: list[Record],
+        groups: Counter[tuple[str, str | int, str | None, int]],
+        last: int,
+    ) -> None:
+        """Count sessions new to us, and sessions whose first transfer is in these rows.
+
+        Per-record work is done column-wise by C-level builtins; Python code runs once per
+        distinct session (digest) and once per distinct routing answer (the transfer test).
+        """
+        transfers = {answer for (_, _, answer, _) in groups if self._outcome(answer) == TRANSFERRED}
+        sids = list(map(_SESSION_ID, rows))
+        # A session's channel is that of its records (the last one read, should they differ).
+        first = dict(zip(sids, map(_CHANNEL, rows), strict=True))
+        first.pop(None, None)
+        first.pop("", None)
+        if not first:
+            return
+        digests = dict(zip(map(session_key, first), first.values(), strict=True))
+        moved: set[int] = set()
+        if transfers:
+            answers = map(_ANSWER, rows)
+            moved = {
+                session_key(sid)
+                for sid in {sid for sid, a in zip(sids, answers, strict=True) if a in transfers}
+                if sid is not None and sid != ""
+            }
+        new, newly_transferred = self.sessions.admit(digests, moved, last)
+        for raw_channel, n in Counter(new).items():
+            ch = self._channel(raw_channel)
+            self.sessions_total[ch] = self.sessions_total.get(ch, 0) + n
+        for raw_channel, n in Counter(newly_transferred).items():
+            ch = self._channel(raw_channel)
+            self.transferred_total[ch] = self.transferred_total.get(ch, 0) + n
+
+    def _customers(self, rows: list[Record], windows: list[int]) -> None:
+        """File each record's customer (id, else phone, else e-mail) under its window, hashed.
+
+        Python's salted string hash is enough: the hashes only need to be distinct within this
+        process, and are never saved or exposed.
+        """
+        who = [r.customer_id or r.customer_phone or r.customer_email for r in rows]
+        channels = map(_CHANNEL, rows)
+        try:
+            hashes = list(map(hash, who))
+        except TypeError:  # an unhashable value (a JSON list or object) in a customer field
+            hashes = [hash(str(w)) for w in who]
+        self.customers.update(zip(windows, channels, hashes, strict=True))
+
+    def _outcome(self, answer: str | None) -> str:
+        return self._answer_label(answer)[2]
+
+    def _channel(self, raw: str) -> str:
+        """The channel's label value, as `_labels` gives it (the limiter admits each value once)."""
+        return self._channel_label(raw)[0]
+
+    # Each field is normalised once per distinct raw value: a full answer has thousands of
+    # distinct (channel, rp_id, answer) triples but only a handful of channels and rp_ids.
+    # The caches are cleared, not grown, past 10,000 entries; the limiters keep their state.
+    def _channel_label(self, raw: str) -> tuple[str, bool]:
+        hit = self._channel_cache.get(raw)
+        if hit is None:
+            hit = self._limit_channel(labels.channel(raw))
+            _store(self._channel_cache, raw, hit)
+        return hit
+
+    def _rp_label(self, raw: str | int) -> tuple[str, bool]:
+        hit = self._rp_cache.get(raw)
+        if hit is None:
+            hit = self._limit_rp(labels.rp_id(raw))
+            _store(self._rp_cache, raw, hit)
+        return hit
+
+    def _answer_label(self, raw: str | None) -> tuple[str, bool, str]:
+        hit = self._answer_cache.get(raw)
+        if hit is None:
+            ans, folded = self._limit_answer(
+                labels.routing_answer(raw, self.config.routing_answer.max_length)
+            )
+            hit = (ans, folded, self.classify(raw))
+            _store(self._answer_cache, raw, hit)
+        return hit
+
     def _count(self, raw: tuple[str, str | int, str | None], window_start: int, n: int) -> None:
         cached = self._label_cache.get(raw)
         if cached is None:
             cached = self._labels(raw)
-            if len(self._label_cache) >= 10_000:
-                self._label_cache.clear()
-            self._label_cache[raw] = cached
-        key, folded = cached
+            _store(self._label_cache, raw, cached)
+        key, folded, outcome = cached
         for name in folded:
             self.overflow[name] += n
         self.interactions[key] = self.interactions.get(key, 0) + n
+        by_outcome = (key[0], outcome)
+        self.outcomes[by_outcome] = self.outcomes.get(by_outcome, 0) + n
         window = self.by_window.get(window_start)
         if window is None:
             window = self.by_window[window_start] = {}
         window[key] = window.get(key, 0) + n
 
-    def _labels(self, raw: tuple[str, str | int, str | None]) -> tuple[LabelKey, tuple[str, ...]]:
-        folded: list[str] = []
-        ch, f1 = self._limit_channel(labels.channel(raw[0]))
-        rp, f2 = self._limit_rp(labels.rp_id(raw[1]))
-        ans, f3 = self._limit_answer(
-            labels.routing_answer(raw[2], self.config.routing_answer.max_length)
-        )
-        for name, was in zip(LIMITED_LABELS, (f1, f2, f3), strict=True):
-            if was:
-                folded.append(name)
-        return (ch, rp, ans), tuple(folded)
+    def _labels(
+        self, raw: tuple[str, str | int, str | None]
+    ) -> tuple[LabelKey, tuple[str, ...], str]:
+        ch, f1 = self._channel_label(raw[0])
+        rp, f2 = self._rp_label(raw[1])
+        ans, f3, outcome = self._answer_label(raw[2])
+        folded = tuple(name for name, was in zip(LIMITED_LABELS, (f1, f2, f3), strict=True) if was)
+        return (ch, rp, ans), folded, outcome
 
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
         """Expose the counts of the window that just completed as the last-window gauge.
@@ -160,9 +344,27 @@ class Tally:
             self.last_window.pop(key, None)
         for start in [s for s in self.by_window if s < keep_from]:
             del self.by_window[start]
+        # Distinct customers: the same channels as the interactions gauge, 0 when none came.
+        per_channel: Counter[str] = Counter()
+        for ch, customers in self._customers_in(window_start).items():
+            per_channel[ch] += len(customers)
+        self.customers_last_window = {
+            ch: per_channel.get(ch, 0) for ch in {k[0] for k in self.last_window}
+        }
+        self.customers = {c for c in self.customers if c[0] >= keep_from}
+
+    def _customers_in(self, window_start: int) -> dict[str, set[int]]:
+        """Distinct customer hashes of one window by channel label (raw channels that fold
+        into one label, e.g. by case, are one channel)."""
+        out: dict[str, set[int]] = {}
+        for window, raw_channel, who in self.customers:
+            if window == window_start and who not in _NOBODY:
+                out.setdefault(self._channel(raw_channel), set()).add(who)
+        return out
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
+        self.sessions.forget_before(second - self.session_horizon)
 
     def export(self) -> dict[str, Any]:
         """The parts of the tally that a restart needs, as plain values for the state file."""
@@ -177,6 +379,11 @@ class Tally:
                 (*k, n, self.last_active.get(k, 0.0)) for k, n in self.last_window.items()
             ],
             "seen": list(self.seen.items()),
+            "outcomes": [(*k, n) for k, n in self.outcomes.items()],
+            "sessions_total": dict(self.sessions_total),
+            "transferred_total": dict(self.transferred_total),
+            "sessions": list(self.sessions.items()),
+            "customers_last_window": dict(self.customers_last_window),
         }
 
     def restore(self, saved: OperationState) -> None:
@@ -201,3 +408,25 @@ class Tally:
             if active:
                 self.last_active[(c, r, a)] = active
         self.seen.load(saved.seen)
+        self.outcomes = {(c, o): n for c, o, n in saved.outcomes}
+        self.sessions_total = dict(saved.sessions_total)
+        self.transferred_total = dict(saved.transferred_total)
+        self.sessions.load(saved.sessions)
+        self.customers_last_window = dict(saved.customers_last_window)
+
+
+def groups_keys(
+    records: list[Record], windows: list[int]
+) -> Iterator[tuple[str, str | int, str | None, int]]:
+    """The counting key of each record: raw label values and window start."""
+    return zip(
+        map(_CHANNEL, records), map(_RP, records), map(_ANSWER, records), windows, strict=True
+    )
+
+
+def _store(cache: dict[Any, Any], key: Any, value: Any) -> None:
+    """Add to a memo, clearing it first when full: bounded memory, and the hot values return
+    at once."""
+    if len(cache) >= 10_000:
+        cache.clear()
+    cache[key] = value

@@ -254,7 +254,9 @@ def run(argv: Sequence[str]) -> int:
     store = StateStore(cfg.state.path) if cfg.state.path is not None else None
     saved = store.load() if store is not None else {}
     pollers = [
-        Poller(op, cfg.polling, cfg.labels, gate, store=store, saved=saved.get(op.name))
+        Poller(
+            op, cfg.polling, cfg.labels, gate, store=store, saved=saved.get(op.name), kpis=cfg.kpis
+        )
         for op in cfg.operations
     ]
     registry = CollectorRegistry(auto_describe=False)

@@ -107,6 +107,30 @@ class WolkvoxCollector(Collector):
             "(TOKEN LIMIT EXCEEDED); requests resume at the next local day.",
             labels=["operation"],
         )
+        outcomes = CounterMetricFamily(
+            "wolkvox_routing_outcomes",
+            "Routing records by channel and outcome, an outcome being the first configured rule "
+            "(kpis.outcomes) whose pattern matches the routing answer as sent.",
+            labels=["operation", "channel", "outcome"],
+        )
+        sessions = CounterMetricFamily(
+            "wolkvox_sessions",
+            "Chat sessions (distinct session_id) counted once, when their first record is counted; "
+            "records without a session_id count in wolkvox_interactions_total only.",
+            labels=["operation", "channel"],
+        )
+        transferred = CounterMetricFamily(
+            "wolkvox_sessions_transferred",
+            "Sessions counted once, at their first record with the outcome `transferred` (handed "
+            "to an agent); divided by wolkvox_sessions_total it is the transfer rate.",
+            labels=["operation", "channel"],
+        )
+        customers = GaugeMetricFamily(
+            "wolkvox_customers_last_window",
+            "Distinct customers (by id, else phone, else e-mail; hashed in memory, never stored) "
+            "with records dated in the most recent complete polling window.",
+            labels=["operation", "channel"],
+        )
         build = GaugeMetricFamily(
             "wolkvox_exporter_build_info",
             "A metric with a constant 1 value labelled by the exporter's version.",
@@ -140,6 +164,15 @@ class WolkvoxCollector(Collector):
                 rejected.add_metric([op, reason], n)
             for label, n in s.overflow.items():
                 overflow.add_metric([op, label], n)
+            # Every outcome of every channel with traffic, at 0 too: a ratio needs both sides.
+            channels = sorted({k[0] for k in s.interactions})
+            for ch in channels:
+                for outcome in s.outcome_names:
+                    outcomes.add_metric([op, ch, outcome], s.outcomes.get((ch, outcome), 0))
+                sessions.add_metric([op, ch], s.sessions.get(ch, 0))
+                transferred.add_metric([op, ch], s.sessions_transferred.get(ch, 0))
+            for ch, n in s.customers_last_window.items():
+                customers.add_metric([op, ch], n)
 
         yield from (
             interactions,
@@ -154,5 +187,9 @@ class WolkvoxCollector(Collector):
             rejected,
             overflow,
             quota,
+            outcomes,
+            sessions,
+            transferred,
+            customers,
             build,
         )

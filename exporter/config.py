@@ -190,6 +190,71 @@ class Labels(_Model):
     last_window_retention: Duration = 86400.0
 
 
+def _outcome_name(value: str) -> str:
+    if not re.fullmatch(r"[a-z][a-z0-9_]{0,31}", value):
+        raise ValueError(
+            f"{value!r} is not an outcome name: lower-case letters, digits and _, "
+            "starting with a letter, at most 32 characters"
+        )
+    return value
+
+
+class OutcomeRule(_Model):
+    """Routing answers that `match` (a Python regex, searched) count under `outcome`."""
+
+    outcome: str
+    match: str
+
+    @field_validator("outcome")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _outcome_name(value)
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
+
+
+TRANSFERRED = "transferred"
+
+DEFAULT_OUTCOMES = (
+    # transfer_skill, and any answer that names a skill ("skill: ventas", "Transfer to skill 12").
+    OutcomeRule(outcome=TRANSFERRED, match=r"(?i)skill"),
+    # Wolkvox masks what the customer typed into a protected input as "MaskedText: ...".
+    OutcomeRule(outcome="masked_input", match=r"(?i)^\s*maskedtext\s*:"),
+    OutcomeRule(outcome="none", match=r"^\s*$"),
+)
+
+
+class Kpis(_Model):
+    """How routing answers map to outcomes, and how long a session is remembered.
+
+    A session counts as transferred once any of its records has the outcome `transferred`, so
+    keep that name on the rule that matches hand-offs to agents.
+    """
+
+    outcomes: tuple[OutcomeRule, ...] = Field(default=DEFAULT_OUTCOMES, max_length=20)
+    default_outcome: str = "bot_answer"
+    session_horizon: Duration = 86400.0
+
+    @field_validator("default_outcome")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        return _outcome_name(value)
+
+    @field_validator("session_horizon")
+    @classmethod
+    def _long_enough(cls, value: float) -> float:
+        if value < 3600:
+            raise ValueError("must be at least 1h: sessions last longer than a few polls")
+        return value
+
+
 class Web(_Model):
     listen_address: str = DEFAULT_LISTEN_ADDRESS
 
@@ -208,6 +273,7 @@ class Config(_Model):
     operations: list[Operation] = Field(min_length=1)
     polling: Polling = Polling()
     labels: Labels = Labels()
+    kpis: Kpis = Kpis()
     web: Web = Web()
     state: State = State()
 

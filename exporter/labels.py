@@ -70,3 +70,25 @@ class Limiter:
             self.admitted.add(value)
             return value, False
         return OTHER, True
+
+
+class Outcomes:
+    """Classify a routing answer as it was sent (before normalisation) by the first rule that
+    matches, so operators write rules against the text Wolkvox shows them."""
+
+    def __init__(self, rules: list[tuple[str, str]], default: str) -> None:
+        self.rules = [(name, re.compile(pattern)) for name, pattern in rules]
+        self.default = default
+
+    def __call__(self, answer: str | None) -> str:
+        # Bounded like the label: user regexes may backtrack on long text.
+        text = (answer or "")[:1024]
+        for name, pattern in self.rules:
+            if pattern.search(text):
+                return name
+        return self.default
+
+    @property
+    def names(self) -> list[str]:
+        """Every outcome a rule can produce, so each is exposed (at 0) from the start."""
+        return list(dict.fromkeys([*(n for n, _ in self.rules), self.default]))

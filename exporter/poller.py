@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 from exporter import windowing
 from exporter.aggregation import LabelKey, Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate
-from exporter.config import Labels, Operation, Polling, format_duration
+from exporter.config import Kpis, Labels, Operation, Polling, format_duration
 from exporter.records import Answer
 from exporter.state import OperationState, StateStore
 
@@ -49,6 +49,11 @@ class Snapshot:
     overflow: dict[str, int]
     last_error: str
     quota_exhausted: bool
+    outcomes: dict[tuple[str, str], int]
+    outcome_names: list[str]
+    sessions: dict[str, int]
+    sessions_transferred: dict[str, int]
+    customers_last_window: dict[str, int]
 
 
 @dataclass
@@ -73,6 +78,7 @@ class Poller:
         clock: Callable[[], float] = time.time,
         store: StateStore | None = None,
         saved: OperationState | None = None,
+        kpis: Kpis | None = None,
     ) -> None:
         self.op = op
         self.gate = gate
@@ -85,7 +91,7 @@ class Poller:
         self.clock = clock
         self.stop = threading.Event()
         self.lock = threading.Lock()
-        self.tally = Tally(op.zone, self.interval, label_config)
+        self.tally = Tally(op.zone, self.interval, label_config, kpis)
         self.cursor: int | None = None
         self.origin: int | None = None
         self._health = _Health()
@@ -328,6 +334,11 @@ class Poller:
                 overflow=dict(t.overflow),
                 last_error=h.last_error,
                 quota_exhausted=self.gate.paused_until(self.client.token, self.clock()) is not None,
+                outcomes=dict(t.outcomes),
+                outcome_names=t.outcome_names,
+                sessions=dict(t.sessions_total),
+                sessions_transferred=dict(t.transferred_total),
+                customers_last_window=dict(t.customers_last_window),
             )
 
     @property

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -20,13 +21,21 @@ import xxhash
 
 
 class Record(msgspec.Struct, gc=False):
-    """The fields of a row that become labels; every other field stays bytes."""
+    """The fields of a row that are counted; names and free-text queries stay bytes.
+
+    The customer's id, phone and e-mail are read only to count distinct customers per window:
+    they are hashed in memory at once and never stored, logged or exposed.
+    """
 
     date: str
     channel: str
     rp_id: str | int
     routing_answer: str | None = None
-    session_id: str | int | None = None
+    # Any: an odd type in these fields must not make the interaction uncountable.
+    session_id: Any = None
+    customer_id: Any = None
+    customer_phone: Any = None
+    customer_email: Any = None
 
 
 class _Envelope(msgspec.Struct):

@@ -37,6 +37,11 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     last_window: list[tuple[str, str, str, int, float]]  # label set, value, last non-zero time
     seen: list[tuple[int, bytes, int]]  # second filed under, fingerprint, copies
     quota_paused_until: float | None = None
+    outcomes: list[tuple[str, str, int]] = []  # channel, outcome, count
+    sessions_total: dict[str, int] = {}
+    transferred_total: dict[str, int] = {}
+    sessions: list[tuple[int, int, bool]] = []  # bucket filed under, session digest, transferred
+    customers_last_window: dict[str, int] = {}  # counts only; the customer hashes are not saved
 
 
 class StateFile(msgspec.Struct, forbid_unknown_fields=True):

@@ -6,6 +6,7 @@ import os
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -64,6 +65,7 @@ def make_poller(
         clock=clock,
         store=store,
         saved=saved,
+        kpis=cfg.kpis,
     )
 
 
@@ -82,6 +84,51 @@ def expected_counts(
             )
         ] += 1
     return out
+
+
+@dataclass
+class Kpis:
+    """Ground truth of the KPI counters, classified independently of the exporter's regexes:
+    the simulator's transfer answer is exactly `transfer_skill`."""
+
+    outcomes: Counter[tuple[str, str]]
+    sessions: Counter[str]
+    transferred: Counter[str]
+
+
+def outcome_of(answer: str) -> str:
+    if answer == "transfer_skill":
+        return "transferred"
+    if answer.startswith("MaskedText:"):
+        return "masked_input"
+    return "none" if answer == "" else "bot_answer"
+
+
+def expected_kpis(rows: list[simulator.Row]) -> Kpis:
+    outcomes: Counter[tuple[str, str]] = Counter()
+    sessions: dict[str, str] = {}
+    transferred: set[str] = set()
+    for r in rows:
+        rec = r.record
+        channel = labels.channel(rec["channel"])
+        outcomes[(channel, outcome_of(rec["routing_answer"]))] += 1
+        sessions[rec["session_id"]] = channel
+        if rec["routing_answer"] == "transfer_skill":
+            transferred.add(rec["session_id"])
+    return Kpis(
+        outcomes,
+        Counter(sessions.values()),
+        Counter(sessions[s] for s in transferred),
+    )
+
+
+def assert_kpis(snap: Any, rows: list[simulator.Row]) -> None:
+    """A poller snapshot's KPI counters equal the ground truth of `rows`."""
+    truth = expected_kpis(rows)
+    assert {k: n for k, n in snap.outcomes.items() if n} == dict(truth.outcomes)
+    assert snap.sessions == dict(truth.sessions)
+    assert snap.sessions_transferred == dict(truth.transferred)
+    assert sum(truth.transferred.values()) > 0
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from exporter import windowing
 from exporter.client import Outcome, TokenGate
 from exporter.simulator import Faults, Traffic
-from tests.conftest import TOKEN, Clock, expected_counts, make_config, make_poller
+from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
 from tests.process import Exporter, assert_private, by_label, interactions
 
 START = 1_790_000_100
@@ -80,6 +80,7 @@ def test_a_week_of_every_fault_ends_exact(sim_factory, caplog):
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
     assert snap.interactions == dict(expected_counts(rows))
+    assert_kpis(snap, rows)
 
 
 def test_backoff_grows_with_repeated_failures_and_honours_retry_after(sim_factory):

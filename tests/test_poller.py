@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 from exporter import windowing
 from exporter.client import Outcome, TokenGate
 from exporter.simulator import Traffic
-from tests.conftest import TOKEN, Clock, expected_counts, make_config, make_poller
+from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
 
 START = 1_790_000_100  # a multiple of 300
 
@@ -25,6 +25,7 @@ def assert_exact(poller, traffic: Traffic, clock: Clock) -> None:
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
     assert rows, "the scenario produced no traffic"
     assert snap.interactions == dict(expected_counts(rows))
+    assert_kpis(snap, rows)
 
 
 def test_a_day_of_polls_counts_every_row_once_with_late_and_repeated_rows(sim_factory):

@@ -9,7 +9,7 @@ from exporter import windowing
 from exporter.client import TokenGate
 from exporter.simulator import Reply, Traffic
 from exporter.state import StateStore
-from tests.conftest import Clock, expected_counts, make_config, make_poller
+from tests.conftest import Clock, assert_kpis, expected_counts, make_config, make_poller
 
 START = 1_790_000_100
 
@@ -45,6 +45,10 @@ def test_counters_resume_and_catch_up_is_exact_after_restarts(sim_factory, tmp_p
         after = poller.snapshot()
         # Counters continue from their saved values: no reset, nothing re-counted.
         assert after.interactions == before.interactions
+        assert after.sessions == before.sessions
+        assert after.sessions_transferred == before.sessions_transferred
+        assert after.outcomes == before.outcomes
+        assert after.customers_last_window == before.customers_last_window
         assert after.received == before.received
         assert after.collected_until == before.collected_until
         assert after.requests == before.requests
@@ -53,6 +57,13 @@ def test_counters_resume_and_catch_up_is_exact_after_restarts(sim_factory, tmp_p
     assert poller.origin == origin and snap.collected_until is not None
     rows = traffic.rows(origin, snap.collected_until - 1, now=clock.now)
     assert snap.interactions == dict(expected_counts(rows))
+    assert_kpis(snap, rows)
+    # The state file remembers sessions only as digests, and customers not at all.
+    saved = path.read_text()
+    for r in rows[:200]:
+        assert f'"{r.record["session_id"]}"' not in saved
+        for field in ("customer_phone", "customer_email", "customer_name"):
+            assert r.record[field] not in saved
 
 
 def test_state_written_mid_poll_is_consistent(sim_factory, tmp_path):
