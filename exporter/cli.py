@@ -8,13 +8,15 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__, config, logs, server, simulator, webconfig
-from exporter.client import TokenGate
+from exporter import __version__, backfill, config, logs, server, simulator, webconfig
+from exporter.client import ApiError, Client, Outcome, TokenGate
 from exporter.collector import WolkvoxCollector
 from exporter.poller import Poller
 from exporter.state import StateStore
@@ -32,7 +34,8 @@ def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wolkvox-exporter",
         description="Prometheus exporter for Wolkvox interaction routing and chatbots (diagram_9). "
-        "Subcommands: 'check --config FILE' validates a config; 'simulate' runs the simulated API.",
+        "Subcommands: 'check --config FILE [--connect]' validates a config (and the API access); "
+        "'backfill' writes past data for promtool; 'simulate' runs the simulated API.",
     )
     p.add_argument(
         "--config",
@@ -89,6 +92,61 @@ def _check_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--web.config.file", dest="web_config", metavar="FILE", help="also check this web config"
     )
+    p.add_argument(
+        "--connect",
+        action="store_true",
+        help="also call the API for each operation (a one-minute window, and token_info): "
+        "reachable, token valid, daily quota used; costs two calls of quota per operation",
+    )
+    return p
+
+
+def _backfill_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wolkvox-exporter backfill",
+        description="Read a past date range from the API and write it as OpenMetrics text for "
+        "`promtool tsdb create-blocks-from openmetrics`. Interrupted, the same command resumes.",
+    )
+    p.add_argument("--config", "--config.file", dest="config", required=True, metavar="FILE")
+    p.add_argument(
+        "--from",
+        dest="start",
+        required=True,
+        metavar="DATE",
+        help="first instant, inclusive: YYYY-mm-dd or YYYY-mm-ddTHH:MM:SS, wall time of each "
+        "operation's timezone",
+    )
+    p.add_argument(
+        "--to", dest="end", required=True, metavar="DATE", help="last instant, exclusive"
+    )
+    p.add_argument("--output", required=True, metavar="FILE", help="OpenMetrics file to write")
+    p.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="backfill only this operation (repeatable; default all)",
+    )
+    p.add_argument(
+        "--chunk",
+        default="1h",
+        metavar="DURATION",
+        help="range per API call (default 1h); fewer calls spend less daily quota, and a chunk "
+        "over the record cap is split like live polls",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="add a label to every sample, e.g. job=wolkvox and instance=HOST:9856 so backfilled "
+        "series continue the scraped ones (repeatable)",
+    )
+    p.add_argument(
+        "--write-state",
+        action="store_true",
+        help="start the live exporter's counters (state.path) from the backfilled totals at --to",
+    )
     return p
 
 
@@ -121,6 +179,9 @@ def _simulate_parser() -> argparse.ArgumentParser:
         help=f"inject a fault into this share of requests; KIND is one of {', '.join(simulator.Faults.KINDS)}",
     )
     p.add_argument("--hang-seconds", type=float, default=5.0, help="how long a 'hang' fault waits")
+    p.add_argument(
+        "--token-limit", type=int, default=100_000, help="daily calls each token may make"
+    )
     return p
 
 
@@ -140,6 +201,91 @@ def check(argv: Sequence[str]) -> int:
     print(
         f"config OK: {len(cfg.operations)} operation(s): {', '.join(o.name for o in cfg.operations)}"
     )
+    if not args.connect:
+        return 0
+    gate = TokenGate(cfg.polling.request_spacing)
+    failed = 0
+    for op in cfg.operations:
+        line, ok = _connect(op, cfg.polling, gate)
+        print(f"{op.name}: {line}")
+        failed += not ok
+    return 1 if failed else 0
+
+
+def _connect(op: config.Operation, polling: config.Polling, gate: TokenGate) -> tuple[str, bool]:
+    """One line on whether an operation's API answers and accepts the token, and its quota."""
+    c = Client(
+        url=op.url,
+        token=op.secret(),
+        zone=op.zone,
+        gate=gate,
+        observe=lambda *_: None,
+        connect_timeout=polling.connect_timeout,
+        timeout=polling.timeout,
+        retries=0,
+    )
+    try:
+        last = int(time.time() - polling.settle_delay)
+        try:
+            answer = c.fetch(last - 59, last)
+            reports = f"reachable, token valid ({answer.size} records in the last settled minute)"
+        except ApiError as exc:
+            if exc.outcome is Outcome.UNAUTHORIZED:
+                return f"reachable, token INVALID: {exc}", False
+            if exc.outcome is Outcome.QUOTA_EXCEEDED:
+                return f"reachable, token valid, daily quota EXHAUSTED: {exc}", False
+            return f"NOT reachable: {exc}", False
+        try:
+            info = c.token_info()
+        except ApiError as exc:
+            return f"{reports}; token_info failed: {exc}", False
+        quota = "quota used ?/?"
+        if info.used is not None and info.limit is not None:
+            quota = f"quota used {info.used}/{info.limit} today"
+        return f"{reports}; {quota}", True
+    finally:
+        c.close()
+
+
+def backfill_command(argv: Sequence[str]) -> int:
+    args = _backfill_parser().parse_args(argv)
+    try:
+        cfg = config.load(args.config)
+        logs.setup("info", "logfmt", secrets=[op.secret() for op in cfg.operations])
+        chunk = config.parse_duration(args.chunk)
+        interval = int(cfg.polling.interval)
+        if chunk < interval or chunk % interval:
+            raise backfill.BackfillError(
+                f"--chunk must be a whole number of polling intervals ({interval}s)"
+            )
+        names = {op.name for op in cfg.operations}
+        unknown = sorted(set(args.operation) - names)
+        if unknown:
+            raise backfill.BackfillError(f"--operation: no operation named {', '.join(unknown)}")
+        ops = [op for op in cfg.operations if not args.operation or op.name in args.operation]
+        request = backfill.Request(
+            config=cfg,
+            start_text=args.start,
+            end_text=args.end,
+            output=Path(args.output),
+            operations=ops,
+            chunk=int(chunk),
+            labels=backfill.check_labels(args.label),
+        )
+        job = backfill.Backfill(request)
+        ranges = job.ranges()
+        summary = job.run()
+        if args.write_state:
+            backfill.write_state(cfg, summary.tallies, ranges)
+    except (config.ConfigError, backfill.BackfillError, ValueError) as exc:
+        return _fail(str(exc))
+    counted = sum(sum(t.interactions.values()) for t in summary.tallies.values())
+    print(
+        f"wrote {args.output}: {summary.windows} windows, {counted} interactions, "
+        f"{summary.samples} samples, {summary.requests} API calls"
+        + (" (resumed)" if summary.resumed else "")
+    )
+    print(f"next: promtool tsdb create-blocks-from openmetrics {args.output} <prometheus data dir>")
     return 0
 
 
@@ -174,6 +320,8 @@ def simulate(argv: Sequence[str]) -> int:
         cap_mode=args.cap_mode,
         latency=args.latency,
         faults=faults,
+        token_limit=args.token_limit,
+        quota_zone=zone,
     )
     srv, url = simulator.serve(sim, host or "127.0.0.1", port)
     print(f"simulated Wolkvox API at {url}/api/v2/reports_manager.php", flush=True)
@@ -294,6 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return check(argv[1:])
     if argv and argv[0] == "simulate":
         return simulate(argv[1:])
+    if argv and argv[0] == "backfill":
+        return backfill_command(argv[1:])
     return run(argv)
 
 

@@ -8,6 +8,7 @@ the token must be released between attempts so operations sharing it are not sta
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,12 +17,15 @@ from dataclasses import dataclass
 from enum import StrEnum
 from zoneinfo import ZoneInfo
 
+import msgspec
 import requests
 
-from exporter import __version__
+from exporter import __version__, windowing
 from exporter.records import Answer, InvalidAnswer, decode, format_wall
 
 API = "diagram_9"
+
+log = logging.getLogger(__name__)
 
 
 class Outcome(StrEnum):
@@ -181,6 +185,36 @@ def _refusal_text(body: bytes) -> str:
 RequestObserver = Callable[[Outcome, float], None]
 
 
+@dataclass(frozen=True)
+class TokenInfo:
+    """A token's daily quota; None where the API sent something that is not a count."""
+
+    limit: int | None
+    used: int | None
+    available: int | None
+
+
+class _TokenData(msgspec.Struct):
+    token_limit: str | int | None = None
+    token_use_today: str | int | None = None
+    available_consumption_options: str | int | None = None
+
+
+class _TokenEnvelope(msgspec.Struct):
+    data: _TokenData
+
+
+_TOKEN_INFO = msgspec.json.Decoder(_TokenEnvelope)
+
+
+def _count(value: str | int | None) -> int | None:
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    return None
+
+
 @dataclass
 class Client:
     """Calls diagram_9 for one operation; `observe` is told the outcome and duration of every attempt."""
@@ -224,6 +258,47 @@ class Client:
                         raise
                 else:
                     time.sleep(delay)
+
+    def token_info(self) -> TokenInfo:
+        """The token's daily quota from information.php?api=token_info (which costs one call)."""
+        url = self.url.rsplit("/", 1)[0] + "/information.php"
+        with self.gate.hold(self.token, self.stop):
+            started = time.perf_counter()
+            outcome = Outcome.SUCCESS
+            try:
+                try:
+                    response = self.session.get(
+                        url,
+                        params={"api": "token_info"},
+                        headers={"wolkvox-token": self.token},
+                        timeout=(self.connect_timeout, self.timeout),
+                        allow_redirects=False,
+                    )
+                except requests.Timeout:
+                    raise ApiError(Outcome.TIMEOUT) from None
+                except requests.RequestException as exc:
+                    raise ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__) from None
+                if response.status_code != 200:
+                    raise ApiError(
+                        _classify_refusal(response.status_code, _refusal_text(response.content)),
+                        status=response.status_code,
+                    )
+                try:
+                    info = _TOKEN_INFO.decode(response.content).data
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    raise ApiError(
+                        Outcome.INVALID_RESPONSE, "token_info answer is not the documented shape"
+                    ) from None
+                return TokenInfo(
+                    limit=_count(info.token_limit),
+                    used=_count(info.token_use_today),
+                    available=_count(info.available_consumption_options),
+                )
+            except ApiError as exc:
+                outcome = exc.outcome
+                raise
+            finally:
+                self.observe(outcome, time.perf_counter() - started)
 
     def _once(self, first: int, last: int) -> Answer:
         params = {
@@ -291,3 +366,39 @@ class Client:
                 status=status,
             )
         return answer
+
+
+def fetch_within_cap(
+    client: Client,
+    first: int,
+    last: int,
+    cap: int,
+    on_answer: Callable[[Answer, int, int], None],
+    operation: str,
+) -> None:
+    """Fetch the inclusive range `[first, last]`, halving it while an answer comes back at the
+    record cap (or the API asks for a narrower range); `on_answer` gets each complete answer with
+    its range, in date order. The halves share their middle second, so the receiver must dedupe
+    (the Tally does)."""
+    answer: Answer | None
+    try:
+        answer = client.fetch(first, last)
+        full = answer.size >= cap
+    except ApiError as exc:
+        if exc.outcome is not Outcome.TOO_MANY_RECORDS:
+            raise
+        answer, full = None, True
+    if full:
+        halves = windowing.split(first, last)
+        if halves is not None:
+            for lo, hi in halves:
+                fetch_within_cap(client, lo, hi, cap, on_answer, operation)
+            return
+        if answer is None:
+            raise ApiError(Outcome.TOO_MANY_RECORDS, "even a one-second range is too large")
+        log.warning(
+            "a one-second range holds the record cap; rows beyond it may be missing",
+            extra={"operation": operation, "cap": cap},
+        )
+    assert answer is not None
+    on_answer(answer, first, last)

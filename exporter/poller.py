@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from exporter import windowing
 from exporter.aggregation import LabelKey, Tally
-from exporter.client import ApiError, Client, Outcome, TokenGate
+from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
 from exporter.config import Kpis, Labels, Operation, Polling, format_duration
 from exporter.records import Answer
 from exporter.state import OperationState, StateStore
@@ -246,30 +246,14 @@ class Poller:
 
     def _fetch(self, first: int, last: int) -> None:
         """Fetch and count one request range, halving it while the API says it holds too much."""
-        cap = self.polling.max_records_per_request
-        answer: Answer | None
-        try:
-            answer = self.client.fetch(first, last)
-            full = answer.size >= cap
-        except ApiError as exc:
-            if exc.outcome is not Outcome.TOO_MANY_RECORDS:
-                raise
-            answer, full = None, True
-        if full:
-            halves = windowing.split(first, last)
-            if halves is not None:
-                for lo, hi in halves:
-                    self._fetch(lo, hi)
-                return
-            if answer is None:
-                raise ApiError(Outcome.TOO_MANY_RECORDS, "even a one-second range is too large")
-            log.warning(
-                "a one-second range holds the record cap; rows beyond it may be missing",
-                extra={"operation": self.name, "cap": cap},
-            )
-        assert answer is not None
-        with self.lock:
-            self.tally.ingest(answer, first, last)
+
+        def count(answer: Answer, lo: int, hi: int) -> None:
+            with self.lock:
+                self.tally.ingest(answer, lo, hi)
+
+        fetch_within_cap(
+            self.client, first, last, self.polling.max_records_per_request, count, self.name
+        )
 
     def _advance(self, end: int) -> None:
         assert self.origin is not None

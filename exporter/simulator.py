@@ -1,6 +1,7 @@
 """A simulated Wolkvox reports API (diagram_9) that is as strict as the real one is documented to be.
 
-It serves `GET /api/v2/reports_manager.php` (or `/<tenant>/api/v2/...` for several operations),
+It serves `GET /api/v2/reports_manager.php` and `/api/v2/information.php?api=token_info` (or
+`/<tenant>/api/v2/...` for several operations), counts every call against the token's daily quota,
 requires the `wolkvox-token` header, parses `date_ini`/`date_end` strictly as `YYYYmmddHHiiss` wall
 time of its zone, treats both bounds as inclusive, answers 404 when nothing matches, sends `code` as
 a string, enforces the per-call record cap, and refuses a second request with a token that already
@@ -265,6 +266,8 @@ class Simulator:
         max_days: int = 31,
         clock: Any = time.time,
         faults: Faults | None = None,
+        token_limit: int = 100_000,
+        quota_zone: ZoneInfo | None = None,
     ) -> None:
         self.tenants = tenants
         self.tokens = tokens
@@ -277,6 +280,48 @@ class Simulator:
         self.stats = Stats()
         self._lock = threading.Lock()
         self._in_flight: Counter[str] = Counter()
+        # Daily quota per token, as Wolkvox counts it: every authenticated call, token_info
+        # included, uses one; past the limit the API answers TOKEN LIMIT EXCEEDED until the
+        # next local day.
+        self.token_limit = token_limit
+        self.quota_zone = quota_zone or ZoneInfo("America/Bogota")
+        self.usage: Counter[tuple[str, str]] = Counter()  # (token, local day) -> calls
+
+    def _spend(self, token: str) -> bool:
+        """Count one call against the token's daily quota; False if the quota is used up."""
+        day = datetime.fromtimestamp(self.clock(), self.quota_zone).strftime("%Y-%m-%d")
+        with self._lock:
+            if self.usage[(token, day)] >= self.token_limit:
+                return False
+            self.usage[(token, day)] += 1
+            return True
+
+    def used_today(self, token: str) -> int:
+        day = datetime.fromtimestamp(self.clock(), self.quota_zone).strftime("%Y-%m-%d")
+        with self._lock:
+            return self.usage[(token, day)]
+
+    def token_info(self, params: dict[str, list[str]], token: str | None) -> Reply:
+        """information.php?api=token_info: the token's daily quota, all values as strings."""
+        if not token:
+            return _error(401, "PLEASE ENTER THE WOLKVOX-TOKEN")
+        if token not in self.tokens:
+            return _error(403, "PLEASE VALIDATE TOKEN")
+        if params.get("api") != ["token_info"]:
+            return _error(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")
+        if not self._spend(token):
+            return _error(403, "TOKEN LIMIT EXCEEDED")
+        used = self.used_today(token)
+        data = {
+            "description": "simulated token",
+            "token_limit": str(self.token_limit),
+            "token_use_today": str(used),
+            "all_token_today": str(used),
+            "available_consumption_options": str(self.token_limit - used),
+        }
+        return _json_reply(
+            200, {"code": "200", "error": None, "msg": "1 records were found", "data": data}
+        )
 
     def answer(self, tenant: str, params: dict[str, list[str]], token: str | None) -> Reply:
         """The reply to one request whose token is already counted as in flight."""
@@ -293,6 +338,8 @@ class Simulator:
             return _error(400, "SOME PARAMETERS ARE REQUIRED")
         if last - first > self.max_days * 86400:
             return _error(400, "THE DATE RANGE EXCEEDS THE ALLOWED LIMIT")
+        if not self._spend(token):
+            return _error(403, "TOKEN LIMIT EXCEEDED")
         fault = self.faults.draw()
         if fault is not None:
             with self._lock:
@@ -383,13 +430,13 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(_json_reply(200, body))
             return
         tenant, _sep, rest = url.path.lstrip("/").partition("/")
-        if rest != "api/v2/reports_manager.php":
-            tenant = "default"
-            if url.path != "/api/v2/reports_manager.php":
-                self._send(
-                    _json_reply(404, {"code": "404", "error": "NOT FOUND", "msg": "", "data": None})
-                )
-                return
+        if rest not in ("api/v2/reports_manager.php", "api/v2/information.php"):
+            tenant, rest = "default", url.path.lstrip("/")
+        if rest not in ("api/v2/reports_manager.php", "api/v2/information.php"):
+            self._send(
+                _json_reply(404, {"code": "404", "error": "NOT FOUND", "msg": "", "data": None})
+            )
+            return
         token = self.headers.get("wolkvox-token")
         reply = Reply(500, b"")
         alone = self.sim.enter(token)
@@ -398,7 +445,11 @@ class _Handler(BaseHTTPRequestHandler):
             if not alone:
                 reply = _error(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN")
             else:
-                reply = self.sim.answer(tenant, parse_qs(url.query), token)
+                params = parse_qs(url.query)
+                if rest == "api/v2/information.php":
+                    reply = self.sim.token_info(params, token)
+                else:
+                    reply = self.sim.answer(tenant, params, token)
                 if reply.delay:
                     time.sleep(reply.delay)
         finally:

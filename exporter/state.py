@@ -112,24 +112,27 @@ class StateStore:
                 StateFile(version=VERSION, saved_at=time.time(), operations=self._operations)
             )
             try:
-                self._write(payload)
+                atomic_write(self.path, payload)
             except OSError as exc:
                 log.error(
                     "could not save state; a restart would resume from the last good save",
                     extra={"path": str(self.path), "error": exc.strerror},
                 )
 
-    def _write(self, payload: bytes) -> None:
-        directory = self.path.parent
-        directory.mkdir(parents=True, exist_ok=True)
-        tmp = directory / f".{self.path.name}.{os.getpid()}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.path)
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+
+def atomic_write(path: Path, payload: bytes) -> None:
+    """Replace `path` with `payload` so that a crash at any instant leaves the old or the new file:
+    temp file, fsync, rename, fsync of the directory."""
+    directory = path.parent
+    directory.mkdir(parents=True, exist_ok=True)
+    tmp = directory / f".{path.name}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(payload)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -32,6 +32,7 @@ class Clock:
 
 def make_config(url: str, **polling: Any) -> config.Config:
     raw_labels = polling.pop("labels", {})
+    raw_state = polling.pop("state", {})
     settings = {
         "interval": "5m",
         "settle_delay": "1m",
@@ -45,6 +46,7 @@ def make_config(url: str, **polling: Any) -> config.Config:
             "operations": [{"name": "main", "base_url": url, "token": TOKEN}],
             "polling": settings,
             "labels": raw_labels,
+            "state": raw_state,
         }
     )
 

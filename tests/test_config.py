@@ -164,7 +164,8 @@ def test_readme_documents_every_flag():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     flags = [
         opt
-        for action in cli._run_parser()._actions
+        for parser in (cli._run_parser(), cli._check_parser(), cli._backfill_parser())
+        for action in parser._actions
         for opt in action.option_strings
         if opt.startswith("--") and opt not in ("--help", "--version", "--config.file")
     ]
