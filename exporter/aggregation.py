@@ -11,7 +11,7 @@ import gc
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import compress, groupby
+from itertools import compress, count, groupby
 from operator import attrgetter, itemgetter
 from typing import Any, cast
 from zoneinfo import ZoneInfo
@@ -207,10 +207,11 @@ class Tally:
         groups = Counter(groups_keys(records, windows))
         counted = len(records)
         if repeat:
-            for key, n, h in zip(groups_keys(records, windows), copies, had, strict=True):
-                if n - h != 1:
-                    groups[key] += n - h - 1
-                    counted += n - h - 1
+            # Rows with copies beyond the first, or counted before, are rare: find them first.
+            for i in [i for i, n, h in zip(count(), copies, had) if n - h != 1]:
+                r = records[i]
+                groups[(r.channel, r.rp_id, r.routing_answer, windows[i])] += copies[i] - had[i] - 1
+                counted += copies[i] - had[i] - 1
         for (ch, rp, answer_text, window), n in groups.items():
             self._count((ch, rp, answer_text), window, n)
         self._sessions(records, groups, last)
@@ -239,11 +240,9 @@ class Tally:
         digests = dict(zip(map(session_key, first), first.values(), strict=True))
         moved: set[int] = set()
         if transfers:
-            answers = map(_ANSWER, rows)
+            with_transfer = compress(sids, map(transfers.__contains__, map(_ANSWER, rows)))
             moved = {
-                session_key(sid)
-                for sid in {sid for sid, a in zip(sids, answers, strict=True) if a in transfers}
-                if sid is not None and sid != ""
+                session_key(sid) for sid in set(with_transfer) if sid is not None and sid != ""
             }
         new, newly_transferred = self.sessions.admit(digests, moved, last)
         for raw_channel, n in Counter(new).items():

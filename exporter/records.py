@@ -177,7 +177,7 @@ def decode_row(raw: msgspec.Raw) -> Record | str:
 fingerprint: Callable[[msgspec.Raw], bytes] = xxhash.xxh3_128_digest
 
 
-_DATE = re.compile(r"(\d{4})-(\d\d)-(\d\d) (\d\d):(\d\d):(\d\d)", re.ASCII)
+_DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", re.ASCII)
 
 
 class DateParser:
@@ -208,18 +208,21 @@ class DateParser:
         return epoch
 
     def _parse(self, text: str) -> int | None:
-        match = _DATE.fullmatch(text)
-        if match is None:
+        if _DATE.fullmatch(text) is None:
             return None
-        y, mo, d, h, mi, s = map(int, match.groups())
+        # The pattern fixed every position, so fields can be sliced rather than grouped.
+        h, mi, s = int(text[11:13]), int(text[14:16]), int(text[17:19])
         if h > 23 or mi > 59 or s > 59:
             return None
         day = text[:10]
-        if day not in self._days:
-            self._days[day] = self._day_start(y, mo, d)
-        start = self._days[day]
+        start = self._days.get(day, -1)
+        if start == -1:
+            start = self._days[day] = self._day_start(
+                int(text[:4]), int(text[5:7]), int(text[8:10])
+            )
         if start is not None:
             return start + h * 3600 + mi * 60 + s
+        y, mo, d = int(text[:4]), int(text[5:7]), int(text[8:10])
         try:
             return int(datetime(y, mo, d, h, mi, s, tzinfo=self.zone).timestamp())
         except ValueError:
