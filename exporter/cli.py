@@ -364,6 +364,7 @@ def _demo_config() -> config.Config:
                 "settle_delay": "5s",
                 "lookback": "1m",
                 "request_spacing": "200ms",
+                "token_info_interval": "1h",
             },
         }
     )

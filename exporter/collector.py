@@ -131,6 +131,18 @@ class WolkvoxCollector(Collector):
             "with records dated in the most recent complete polling window.",
             labels=["operation", "channel"],
         )
+        quota_limit = GaugeMetricFamily(
+            "wolkvox_token_quota_limit",
+            "Daily API calls the operation's token may make, from token_info (read every "
+            "polling.token_info_interval when enabled).",
+            labels=["operation"],
+        )
+        quota_used = GaugeMetricFamily(
+            "wolkvox_token_quota_used",
+            "API calls the operation's token has made today (by anyone using it), from "
+            "token_info at its last read.",
+            labels=["operation"],
+        )
         build = GaugeMetricFamily(
             "wolkvox_exporter_build_info",
             "A metric with a constant 1 value labelled by the exporter's version.",
@@ -173,6 +185,10 @@ class WolkvoxCollector(Collector):
                 transferred.add_metric([op, ch], s.sessions_transferred.get(ch, 0))
             for ch, n in s.customers_last_window.items():
                 customers.add_metric([op, ch], n)
+            if s.quota_limit is not None:
+                quota_limit.add_metric([op], s.quota_limit)
+            if s.quota_used is not None:
+                quota_used.add_metric([op], s.quota_used)
 
         yield from (
             interactions,
@@ -191,5 +207,7 @@ class WolkvoxCollector(Collector):
             sessions,
             transferred,
             customers,
+            quota_limit,
+            quota_used,
             build,
         )

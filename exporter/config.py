@@ -154,6 +154,9 @@ class Polling(_Model):
     retries: int = Field(default=2, ge=0, le=10)
     retry_backoff: Duration = 2.0
     max_backoff: Duration = 1800.0
+    # How often to read the token's daily quota (information.php?api=token_info) into
+    # wolkvox_token_quota_*; each read costs a call of quota. 0s disables it.
+    token_info_interval: Duration = 0.0
 
     @model_validator(mode="after")
     def _consistent(self) -> Polling:
@@ -167,6 +170,8 @@ class Polling(_Model):
             raise ValueError("connect_timeout must be above 0s")
         if self.max_catchup < self.interval:
             raise ValueError("max_catchup must be at least one interval")
+        if 0 < self.token_info_interval < 3600:
+            raise ValueError("token_info_interval must be 0s (off) or at least 1h: it costs quota")
         for name in ("settle_delay", "lookback"):
             value = getattr(self, name)
             if value != int(value):

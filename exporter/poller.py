@@ -54,6 +54,8 @@ class Snapshot:
     sessions: dict[str, int]
     sessions_transferred: dict[str, int]
     customers_last_window: dict[str, int]
+    quota_limit: int | None = None
+    quota_used: int | None = None
 
 
 @dataclass
@@ -108,6 +110,8 @@ class Poller:
             stop=self.stop,
         )
         self._thread: threading.Thread | None = None
+        self._quota_read: float | None = None
+        self._quota: tuple[int | None, int | None] = (None, None)
         if saved is not None:
             self._restore(saved)
         self._published = self._build_snapshot()
@@ -192,6 +196,7 @@ class Poller:
                 self._health.last_error = ""
             self.failures = 0
             self.retry_after = None
+            self._read_quota(now)
         except ApiError as exc:
             self.retry_after = exc.retry_after
             if exc.outcome is Outcome.QUOTA_EXCEEDED:
@@ -217,6 +222,24 @@ class Poller:
                 },
             )
         return True
+
+    def _read_quota(self, now: float) -> None:
+        """Refresh the token's daily quota at most every token_info_interval; a failure here
+        is logged and leaves the last values, it does not fail the poll."""
+        every = self.polling.token_info_interval
+        if not every or (self._quota_read is not None and now - self._quota_read < every):
+            return
+        self._quota_read = now
+        try:
+            info = self.client.token_info()
+        except ApiError as exc:
+            log.warning(
+                "could not read the token's quota (token_info)",
+                extra={"operation": self.name, "error": str(exc)},
+            )
+            return
+        with self.lock:
+            self._quota = (info.limit, info.used)
 
     def _fail(self, error: str, outcome: Outcome | None = None) -> None:
         self.failures += 1
@@ -323,6 +346,8 @@ class Poller:
                 sessions=dict(t.sessions_total),
                 sessions_transferred=dict(t.transferred_total),
                 customers_last_window=dict(t.customers_last_window),
+                quota_limit=self._quota[0],
+                quota_used=self._quota[1],
             )
 
     @property

@@ -509,13 +509,26 @@ def exporter_health() -> dict[str, Any]:
             "Daily quota exhausted",
             "1 while the token is paused until the operation's next local day.",
             [target(f"wolkvox_quota_exhausted{{{OP}}}", "{{operation}}")],
-            (0, 23, 12, 6),
+            (0, 23, 8, 6),
+        ),
+        timeseries(
+            "Daily quota used",
+            "Share of the token's daily API calls used, from token_info (needs "
+            "polling.token_info_interval).",
+            [
+                target(
+                    f"wolkvox_token_quota_used{{{OP}}} / wolkvox_token_quota_limit{{{OP}}}",
+                    "{{operation}}",
+                )
+            ],
+            (8, 23, 8, 6),
+            "percentunit",
         ),
         table(
             "Exporter version",
             "wolkvox_exporter_build_info of each scraped exporter.",
             "wolkvox_exporter_build_info",
-            (12, 23, 12, 6),
+            (16, 23, 8, 6),
             "Value",
         ),
     ]

@@ -146,3 +146,22 @@ def test_request_dates_are_in_the_operation_zone(sim_factory):
     run_polls(poller, clock, 12, 300, 60)
     assert_exact(poller, traffic, clock)
     assert poller.snapshot().rejected["out_of_range"] == 0
+
+
+def test_the_token_quota_is_read_at_most_every_token_info_interval(sim_factory):
+    clock = Clock(START)
+    sim, url = sim_factory(Traffic(seed=4, rate_per_minute=20), clock, token_limit=5000)
+    poller = make_poller(make_config(url, token_info_interval="1h"), clock)
+    run_polls(poller, clock, 36, 300, 60)  # three hours
+    snap = poller.snapshot()
+    assert snap.quota_limit == 5000
+    # 36 polls and a token_info read each hour, after polls 1, 13 and 25: 3 reads.
+    assert sim.used_today(TOKEN) == 36 + 3
+    assert snap.quota_used == 25 + 3  # as token_info said after the 25th poll
+    assert sum(snap.requests.values()) == 39  # each read is a request, and costs quota
+
+    quiet = Clock(START)
+    sim2, url2 = sim_factory(Traffic(seed=4, rate_per_minute=20), quiet)
+    off = make_poller(make_config(url2), quiet)
+    run_polls(off, quiet, 24, 300, 60)
+    assert off.snapshot().quota_limit is None and sim2.used_today(TOKEN) == 24

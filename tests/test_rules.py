@@ -61,7 +61,7 @@ def test_rules_only_use_metrics_the_exporter_exposes(sim_factory):
     """A renamed metric must break this test, not silently silence an alert."""
     clock = Clock(1_790_000_100)
     _, url = sim_factory(Traffic(seed=1), clock)
-    poller = make_poller(make_config(url), clock)
+    poller = make_poller(make_config(url, token_info_interval="1h"), clock)
     clock.now += 400
     poller.poll_once()
     registry = CollectorRegistry(auto_describe=False)
