@@ -348,7 +348,7 @@ class Tally:
         for ch, customers in self._customers_in(window_start).items():
             per_channel[ch] += len(customers)
         self.customers_last_window = {
-            ch: per_channel.get(ch, 0) for ch in {k[0] for k in self.last_window}
+            ch: per_channel.get(ch, 0) for ch in sorted({k[0] for k in self.last_window})
         }
         self.customers = {c for c in self.customers if c[0] >= keep_from}
 
@@ -364,6 +364,11 @@ class Tally:
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
         self.sessions.forget_before(second - self.session_horizon)
+        # No row dated before `second` is read again, so customers of windows that ended before
+        # it are complete; during a long catch-up (no publish until its end) they would pile up.
+        horizon = second - 2 * self.interval
+        if self.customers and min(c[0] for c in self.customers) < horizon:
+            self.customers = {c for c in self.customers if c[0] >= horizon}
 
     def export(self) -> dict[str, Any]:
         """The parts of the tally that a restart needs, as plain values for the state file."""

@@ -279,6 +279,11 @@ def backfill_command(argv: Sequence[str]) -> int:
             backfill.write_state(cfg, summary.tallies, ranges)
     except (config.ConfigError, backfill.BackfillError, ValueError) as exc:
         return _fail(str(exc))
+    except OSError as exc:
+        return _fail(f"{exc.filename or args.output}: {exc.strerror}; run again to resume")
+    except KeyboardInterrupt:
+        print("interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
     counted = sum(sum(t.interactions.values()) for t in summary.tallies.values())
     print(
         f"wrote {args.output}: {summary.windows} windows, {counted} interactions, "

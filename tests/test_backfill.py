@@ -3,6 +3,7 @@ joining up with the live exporter; and `check --connect`."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -202,6 +203,40 @@ def test_an_interrupted_backfill_resumes_and_writes_the_same_file(tmp_path, sim_
     assert not (tmp_path / "part.om.progress").exists()
     assert not (tmp_path / "part.om.parts").exists()
     assert sim.stats.violations == 0
+
+
+@pytest.mark.e2e
+def test_ctrl_c_then_the_same_command_finishes_the_same_file(tmp_path, sim_factory):
+    first_text, end_text, _, _ = local_day(4)
+    traffic = Traffic(seed=6, rate_per_minute=10)
+    _, url = sim_factory(traffic, time.time, cap=300, latency=0.1)
+    cfg = write_config(tmp_path / "config.yaml", url, cap=300)
+    args = ["backfill", "--config", str(cfg), "--from", first_text, "--to", end_text]
+    whole = cli(*args, "--output", str(tmp_path / "whole.om"))
+    assert whole.returncode == 0, whole.stderr
+
+    out = tmp_path / "part.om"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "exporter.cli", *args, "--output", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    progress = out.with_name("part.om.progress")
+    deadline = time.time() + 60
+    while not progress.exists():
+        assert time.time() < deadline and proc.poll() is None
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "run the same command again to resume" in err and "Traceback" not in err
+    assert not out.exists()
+
+    again = cli(*args, "--output", str(out))
+    assert again.returncode == 0, again.stderr
+    assert "(resumed)" in again.stdout
+    assert out.read_text() == (tmp_path / "whole.om").read_text()
 
 
 def test_backfill_refuses_what_would_be_wrong(tmp_path, sim_factory):
