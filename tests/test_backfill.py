@@ -351,3 +351,32 @@ def test_the_simulator_enforces_the_daily_quota_and_reports_it(sim_factory):
     ]
     assert codes[:2] != [403, 403] and codes[2] == 403
     assert Counter(codes)[403] == 1
+
+
+def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
+    import fcntl
+    import io
+    import os
+    import pty
+    import struct
+    import termios
+
+    from exporter.backfill import Progress
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))
+    with os.fdopen(slave, "w") as terminal:
+        bar = Progress(288, terminal)
+        bar.advance(144, 5000)
+        bar.close()
+    drawn = os.read(master, 65536).decode(errors="replace")
+    os.close(master)
+    assert "144/288" in drawn and "records=5000" in drawn and "<" in drawn  # elapsed<remaining
+
+    plain = io.StringIO()
+    with caplog.at_level("INFO"):
+        lines = Progress(288, plain)
+        lines.advance(288, 9000)
+        lines.close()
+    assert plain.getvalue() == ""  # no control characters in a log file
+    assert "backfill progress" in caplog.text and "windows=288/288" in caplog.text
