@@ -232,7 +232,11 @@ class Tally:
         transfers = {answer for (_, _, answer, _) in groups if self._outcome(answer) == TRANSFERRED}
         sids = list(map(_SESSION_ID, rows))
         # A session's channel is that of its records (the last one read, should they differ).
-        first = dict(zip(sids, map(_CHANNEL, rows), strict=True))
+        try:
+            first = dict(zip(sids, map(_CHANNEL, rows), strict=True))
+        except TypeError:  # a JSON list or object as session_id: key it by its text
+            sids = [sid if isinstance(sid, str | int | float) else str(sid) for sid in sids]
+            first = dict(zip(sids, map(_CHANNEL, rows), strict=True))
         first.pop(None, None)
         first.pop("", None)
         if not first:

@@ -34,7 +34,7 @@ class Sessions:
     def admit(
         self, first_channel: dict[int, str], transferred: set[int], second: int
     ) -> tuple[list[str], list[str]]:
-        """Note the sessions of newly counted records (digest -> channel of its first record, and
+        """Note the sessions of newly counted records (digest -> raw channel of its records, and
         the digests with a transfer among them); return the channels of the sessions that are new
         and of those transferred for the first time, one entry per session."""
         known = self.transferred

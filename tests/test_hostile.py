@@ -30,6 +30,9 @@ def hostile_rows(minute: int, base: dict[str, Any]) -> list[Row]:
         base | {"rp_id": 'rp"\\\n\x00'},
         base | {"channel": " WhatsApp 😀 "},
         base | {"customer_name": {"nested": 1}},  # a field we never read: still counted
+        # Odd JSON in fields only the KPIs read: the interaction still counts.
+        base | {"session_id": ["not", "a", "string"], "customer_id": {"x": 1}},
+        base | {"session_id": 12.5, "customer_id": None, "customer_phone": 573001234567},
     ]
     bad: list[tuple[dict[str, Any], str]] = [
         ({k: v for k, v in base.items() if k != "date"}, "missing_field"),
@@ -58,7 +61,9 @@ def test_hostile_records_are_rejected_or_counted_and_the_exposition_stays_valid(
     snap = poller.snapshot()
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1)
-    hostile_minutes = len({r.date for r in rows if r.record.get("session_id", "").startswith("h")})
+    hostile_minutes = len(
+        {r.date for r in rows if str(r.record.get("session_id", "")).startswith("h")}
+    )
     assert hostile_minutes > 10
     countable = [
         r
