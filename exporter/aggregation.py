@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gc
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass
 from itertools import compress, count, groupby
 from operator import attrgetter, itemgetter
@@ -114,18 +113,28 @@ class Tally:
         copies = Counter(fps)
         known = self.seen.copies
         # Each digest with copies not counted yet, how many copies now, and how many before.
-        fresh = [(fp, n, had) for fp, n in copies.items() if n > (had := known.get(fp, 0))]
+        fresh: Fresh
+        if not known or known.keys().isdisjoint(copies):
+            fresh = (list(copies), list(copies.values()), [0] * len(copies))  # a first read
+        else:
+            fresh = _columns(
+                [(fp, n, had) for fp, n in copies.items() if n > (had := known.get(fp, 0))]
+            )
         decoded: list[Record | str]
-        if len(fresh) == len(rows):
+        if len(fresh[0]) == len(rows):
             # Every row distinct and new (a first read): `fresh` is in row order already.
             decoded = answer.decode_all()
+        elif len(fresh[0]) == len(copies):
+            # Every distinct row is fresh, some repeated: a dict keeps the first occurrence's
+            # order (that of `copies`, hence `fresh`), and equal digests decode equal.
+            decoded = list(dict(zip(fps, answer.decode_all(), strict=True)).values())
         else:
             index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
-            if 2 * len(fresh) > len(rows):
+            if 2 * len(fresh[0]) > len(rows):
                 everything = answer.decode_all()
-                decoded = [everything[index[fp]] for fp, _, _ in fresh]
+                decoded = [everything[index[fp]] for fp in fresh[0]]
             else:
-                decoded = decode_rows([rows[index[fp]] for fp, _, _ in fresh])
+                decoded = decode_rows([rows[index[fp]] for fp in fresh[0]])
         # Uncountable rows are rare; set them aside first so that the rest runs column-wise,
         # in C-level builtins rather than a Python loop per row.
         records, seconds, fresh = self._countable(decoded, fresh, first, last, result)
@@ -139,19 +148,19 @@ class Tally:
     def _countable(
         self,
         decoded: list[Record | str],
-        fresh: list[tuple[bytes, int, int]],
+        fresh: Fresh,
         first: int,
         last: int,
         result: Ingested,
-    ) -> tuple[list[Record], list[int], list[tuple[bytes, int, int]]]:
+    ) -> tuple[list[Record], list[int], Fresh]:
         """The decodable rows dated inside `[first, last]`, with their epoch seconds; every
         other row is counted as rejected, once, by reason."""
         ok = [row for row in decoded if not isinstance(row, str)]
         if len(ok) != len(decoded):
-            for (fp, n, _), row in zip(fresh, decoded, strict=True):
+            for fp, n, row in zip(fresh[0], fresh[1], decoded, strict=True):
                 if isinstance(row, str):
                     self._reject(row, fp, n, last, result)
-            fresh = [f for f, row in zip(fresh, decoded, strict=True) if not isinstance(row, str)]
+            fresh = _kept(fresh, [not isinstance(row, str) for row in decoded])
         records: list[Record] = ok
         texts = list(map(_DATE, records))
         try:
@@ -164,13 +173,13 @@ class Tally:
             bad = min(dated) < first or max(dated) > last
         if bad:
             keep = [s is not None and first <= s <= last for s in seconds]
-            for (fp, n, _), second, good in zip(fresh, seconds, keep, strict=True):
-                if not good:
+            for fp, n, second, kept in zip(fresh[0], fresh[1], seconds, keep, strict=True):
+                if not kept:
                     reason = "invalid_date" if second is None else "out_of_range"
                     self._reject(reason, fp, n, last, result)
             records = list(compress(records, keep))
             seconds = list(compress(seconds, keep))
-            fresh = list(compress(fresh, keep))
+            fresh = _kept(fresh, keep)
         return records, cast(list[int], seconds), fresh
 
     def _reject(self, reason: str, fp: bytes, n: int, last: int, result: Ingested) -> None:
@@ -184,11 +193,11 @@ class Tally:
         self,
         records: list[Record],
         seconds: list[int],
-        fresh: list[tuple[bytes, int, int]],
+        fresh: Fresh,
         last: int,
     ) -> int:
         """Remember the rows as seen, count them by label set and window; return how many."""
-        fps, copies, had = zip(*fresh, strict=True)
+        fps, copies, had = fresh
         self.seen.copies.update(zip(fps, copies, strict=True))
         repeat = any(had) or max(copies) > 1  # copies beyond the first, or counted before
         # SeenRows.admit in bulk: a row is filed under its second when first seen.
@@ -204,7 +213,10 @@ class Tally:
                 filed.extend(map(_SECOND, group))
         interval = self.interval
         windows = [s - s % interval for s in seconds]
-        groups = Counter(groups_keys(records, windows))
+        # Each column read once: every pass over the records' attributes costs cache misses.
+        channels = list(map(_CHANNEL, records))
+        answers = list(map(_ANSWER, records))
+        groups = Counter(zip(channels, map(_RP, records), answers, windows, strict=True))
         counted = len(records)
         if repeat:
             # Rows with copies beyond the first, or counted before, are rare: find them first.
@@ -214,13 +226,15 @@ class Tally:
                 counted += copies[i] - had[i] - 1
         for (ch, rp, answer_text, window), n in groups.items():
             self._count((ch, rp, answer_text), window, n)
-        self._sessions(records, groups, last)
-        self._customers(records, windows)
+        self._sessions(records, channels, answers, groups, last)
+        self._customers(records, channels, windows)
         return counted
 
     def _sessions(
         self,
         rows: list[Record],
+        channels: list[str],
+        answers: list[str | None],
         groups: Counter[tuple[str, str | int, str | None, int]],
         last: int,
     ) -> None:
@@ -233,10 +247,10 @@ class Tally:
         sids = list(map(_SESSION_ID, rows))
         # A session's channel is that of its records (the last one read, should they differ).
         try:
-            first = dict(zip(sids, map(_CHANNEL, rows), strict=True))
+            first = dict(zip(sids, channels, strict=True))
         except TypeError:  # a JSON list or object as session_id: key it by its text
             sids = [sid if isinstance(sid, str | int | float) else str(sid) for sid in sids]
-            first = dict(zip(sids, map(_CHANNEL, rows), strict=True))
+            first = dict(zip(sids, channels, strict=True))
         first.pop(None, None)
         first.pop("", None)
         if not first:
@@ -244,7 +258,7 @@ class Tally:
         digests = dict(zip(map(session_key, first), first.values(), strict=True))
         moved: set[int] = set()
         if transfers:
-            with_transfer = compress(sids, map(transfers.__contains__, map(_ANSWER, rows)))
+            with_transfer = compress(sids, map(transfers.__contains__, answers))
             moved = {
                 session_key(sid) for sid in set(with_transfer) if sid is not None and sid != ""
             }
@@ -256,14 +270,13 @@ class Tally:
             ch = self._channel(raw_channel)
             self.transferred_total[ch] = self.transferred_total.get(ch, 0) + n
 
-    def _customers(self, rows: list[Record], windows: list[int]) -> None:
+    def _customers(self, rows: list[Record], channels: list[str], windows: list[int]) -> None:
         """File each record's customer (id, else phone, else e-mail) under its window, hashed.
 
         Python's salted string hash is enough: the hashes only need to be distinct within this
         process, and are never saved or exposed.
         """
         who = [r.customer_id or r.customer_phone or r.customer_email for r in rows]
-        channels = map(_CHANNEL, rows)
         try:
             hashes = list(map(hash, who))
         except TypeError:  # an unhashable value (a JSON list or object) in a customer field
@@ -423,13 +436,21 @@ class Tally:
         self.customers_last_window = dict(saved.customers_last_window)
 
 
-def groups_keys(
-    records: list[Record], windows: list[int]
-) -> Iterator[tuple[str, str | int, str | None, int]]:
-    """The counting key of each record: raw label values and window start."""
-    return zip(
-        map(_CHANNEL, records), map(_RP, records), map(_ANSWER, records), windows, strict=True
-    )
+# The rows of an answer with copies not counted yet, as columns: digest, copies in this answer,
+# copies counted before.
+Fresh = tuple[list[bytes], list[int], list[int]]
+
+
+def _columns(rows: list[tuple[bytes, int, int]]) -> Fresh:
+    if not rows:
+        return [], [], []
+    fps, copies, had = zip(*rows, strict=True)
+    return list(fps), list(copies), list(had)
+
+
+def _kept(fresh: Fresh, keep: list[bool]) -> Fresh:
+    fps, copies, had = fresh
+    return list(compress(fps, keep)), list(compress(copies, keep)), list(compress(had, keep))
 
 
 def _store(cache: dict[Any, Any], key: Any, value: Any) -> None:
