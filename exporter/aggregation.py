@@ -162,11 +162,7 @@ class Tally:
                     self._reject(row, fp, n, last, result)
             fresh = _kept(fresh, [not isinstance(row, str) for row in decoded])
         records: list[Record] = ok
-        texts = list(map(_DATE, records))
-        try:
-            seconds: list[int | None] = list(map(self.parse_date.cache.__getitem__, texts))
-        except KeyError:
-            seconds = list(map(self.parse_date, texts))
+        seconds = self.parse_date.many(list(map(_DATE, records)))
         bad = None in seconds
         if not bad and records:
             dated = cast(list[int], seconds)

@@ -207,6 +207,31 @@ class DateParser:
             self.cache[text] = epoch
         return epoch
 
+    def many(self, texts: list[str]) -> list[int | None]:
+        """`self(text)` for each text: each distinct new text is parsed once, then all are
+        mapped through the cache in C. The cache may pass its bound by one answer's distinct
+        dates before it is cleared on the next call."""
+        cache = self.cache
+        try:
+            return list(map(cache.__getitem__, texts))
+        except KeyError:
+            pass
+        if len(cache) > self._max:
+            cache.clear()
+            self._days.clear()
+        parse = self._parse
+        invalid = False
+        for text in set(texts).difference(cache):
+            epoch = parse(text)
+            if epoch is None:
+                invalid = True
+            else:
+                cache[text] = epoch
+        if invalid:
+            get = cache.get
+            return [get(text) for text in texts]
+        return list(map(cache.__getitem__, texts))
+
     def _parse(self, text: str) -> int | None:
         if _DATE.fullmatch(text) is None:
             return None

@@ -121,6 +121,18 @@ def test_fingerprints_are_stable_across_releases():
     assert len(fingerprint(msgspec.Raw(b"{}"))) == 16
 
 
+def test_many_dates_at_once_agree_with_one_at_a_time_bad_ones_included():
+    zone = ZoneInfo("America/Bogota")
+    texts = ["2026-03-02 10:00:00", "2026-03-02 25:00:00", "ayer", "2026-03-02 10:00:00"]
+    one = DateParser(zone)
+    expected = [one(t) for t in texts]
+    assert expected[1] is None and expected[2] is None and expected[0] == expected[3]
+    many = DateParser(zone, max_cached=1)
+    assert many.many(texts) == expected
+    assert many.many(texts) == expected  # again, from the cache (past its bound: cleared)
+    assert many.many(["2026-03-02 10:00:01"]) == [expected[0] + 1]
+
+
 def test_dates_are_wall_time_of_the_operation_zone():
     bogota = DateParser(ZoneInfo("America/Bogota"))
     santiago = DateParser(ZoneInfo("America/Santiago"))
