@@ -10,8 +10,8 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress, count, groupby
-from operator import attrgetter, itemgetter
+from itertools import compress, count, groupby, repeat
+from operator import attrgetter, itemgetter, mod, sub
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -155,8 +155,9 @@ class Tally:
     ) -> tuple[list[Record], list[int], Fresh]:
         """The decodable rows dated inside `[first, last]`, with their epoch seconds; every
         other row is counted as rejected, once, by reason."""
-        ok = [row for row in decoded if not isinstance(row, str)]
-        if len(ok) != len(decoded):
+        ok = cast(list[Record], decoded)
+        if str in set(map(type, decoded)):  # rare: rows that could not be decoded
+            ok = [row for row in decoded if not isinstance(row, str)]
             for fp, n, row in zip(fresh[0], fresh[1], decoded, strict=True):
                 if isinstance(row, str):
                     self._reject(row, fp, n, last, result)
@@ -195,11 +196,11 @@ class Tally:
         """Remember the rows as seen, count them by label set and window; return how many."""
         fps, copies, had = fresh
         self.seen.copies.update(zip(fps, copies, strict=True))
-        repeat = any(had) or max(copies) > 1  # copies beyond the first, or counted before
+        repeated = any(had) or max(copies) > 1  # copies beyond the first, or counted before
         # SeenRows.admit in bulk: a row is filed under its second when first seen.
         by_second = self.seen.by_second
         new = zip(seconds, fps, strict=True)
-        if repeat:
+        if repeated:
             new = ((s, fp) for (s, fp), h in zip(new, had, strict=True) if not h)  # type: ignore[assignment]
         for second, group in groupby(new, key=_FIRST):
             filed = by_second.get(second)
@@ -208,13 +209,13 @@ class Tally:
             else:
                 filed.extend(map(_SECOND, group))
         interval = self.interval
-        windows = [s - s % interval for s in seconds]
+        windows = list(map(sub, seconds, map(mod, seconds, repeat(interval))))
         # Each column read once: every pass over the records' attributes costs cache misses.
         channels = list(map(_CHANNEL, records))
         answers = list(map(_ANSWER, records))
         groups = Counter(zip(channels, map(_RP, records), answers, windows, strict=True))
         counted = len(records)
-        if repeat:
+        if repeated:
             # Rows with copies beyond the first, or counted before, are rare: find them first.
             for i in [i for i, n, h in zip(count(), copies, had) if n - h != 1]:
                 r = records[i]
@@ -274,10 +275,12 @@ class Tally:
         """
         who = [r.customer_id or r.customer_phone or r.customer_email for r in rows]
         try:
-            hashes = list(map(hash, who))
-        except TypeError:  # an unhashable value (a JSON list or object) in a customer field
-            hashes = [hash(str(w)) for w in who]
-        self.customers.update(zip(windows, channels, hashes, strict=True))
+            self.customers.update(zip(windows, channels, map(hash, who), strict=True))
+        except TypeError:  # a JSON list or object in a customer field: hash it by its text
+            # Hashable values hash as they did above, so the rows added before the error are
+            # not counted twice.
+            who = [w if isinstance(w, str | int | float | None) else str(w) for w in who]
+            self.customers.update(zip(windows, channels, map(hash, who), strict=True))
 
     def _outcome(self, answer: str | None) -> str:
         return self._answer_label(answer)[2]
