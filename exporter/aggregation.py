@@ -10,8 +10,8 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress, count, groupby, repeat
-from operator import attrgetter, itemgetter, mod, sub
+from itertools import compress, count, groupby, product, repeat
+from operator import attrgetter, itemgetter, mod, not_, sub
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -19,7 +19,7 @@ from exporter import labels
 from exporter.config import TRANSFERRED, Kpis, Labels
 from exporter.dedupe import SeenRows
 from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
-from exporter.sessions import Sessions, session_key
+from exporter.sessions import Sessions, session_keys
 from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
@@ -36,6 +36,11 @@ _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
 REJECT_REASONS = ("missing_field", "invalid_type", "invalid_date", "out_of_range")
 LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
+# Which labels were folded into __other__, for each combination of the three limiters' answers.
+_FOLDED = {
+    flags: tuple(name for name, was in zip(LIMITED_LABELS, flags, strict=True) if was)
+    for flags in product((False, True), repeat=3)
+}
 
 
 @dataclass
@@ -196,12 +201,13 @@ class Tally:
         """Remember the rows as seen, count them by label set and window; return how many."""
         fps, copies, had = fresh
         self.seen.copies.update(zip(fps, copies, strict=True))
-        repeated = any(had) or max(copies) > 1  # copies beyond the first, or counted before
+        seen_before = any(had)
+        repeated = seen_before or max(copies) > 1  # copies beyond the first, or counted before
         # SeenRows.admit in bulk: a row is filed under its second when first seen.
         by_second = self.seen.by_second
         new = zip(seconds, fps, strict=True)
-        if repeated:
-            new = ((s, fp) for (s, fp), h in zip(new, had, strict=True) if not h)  # type: ignore[assignment]
+        if seen_before:
+            new = compress(new, map(not_, had))  # type: ignore[assignment]
         for second, group in groupby(new, key=_FIRST):
             filed = by_second.get(second)
             if filed is None:
@@ -221,9 +227,8 @@ class Tally:
                 r = records[i]
                 groups[(r.channel, r.rp_id, r.routing_answer, windows[i])] += copies[i] - had[i] - 1
                 counted += copies[i] - had[i] - 1
-        for (ch, rp, answer_text, window), n in groups.items():
-            self._count((ch, rp, answer_text), window, n)
-        self._sessions(records, channels, answers, groups, last)
+        transfers = self._count(groups)
+        self._sessions(records, channels, answers, transfers, last)
         self._customers(records, channels, windows)
         return counted
 
@@ -232,15 +237,15 @@ class Tally:
         rows: list[Record],
         channels: list[str],
         answers: list[str | None],
-        groups: Counter[tuple[str, str | int, str | None, int]],
+        transfers: set[str | None],
         last: int,
     ) -> None:
         """Count sessions new to us, and sessions whose first transfer is in these rows.
 
         Per-record work is done column-wise by C-level builtins; Python code runs once per
-        distinct session (digest) and once per distinct routing answer (the transfer test).
+        distinct session (digest). `transfers` are the raw answers whose outcome is a transfer,
+        found while counting label sets.
         """
-        transfers = {answer for (_, _, answer, _) in groups if self._outcome(answer) == TRANSFERRED}
         sids = list(map(_SESSION_ID, rows))
         # A session's channel is that of its records (the last one read, should they differ).
         try:
@@ -252,13 +257,11 @@ class Tally:
         first.pop("", None)
         if not first:
             return
-        digests = dict(zip(map(session_key, first), first.values(), strict=True))
+        digests = dict(zip(session_keys(first), first.values(), strict=True))
         moved: set[int] = set()
         if transfers:
             with_transfer = compress(sids, map(transfers.__contains__, answers))
-            moved = {
-                session_key(sid) for sid in set(with_transfer) if sid is not None and sid != ""
-            }
+            moved = set(session_keys(set(with_transfer) - {None, ""}))
         new, newly_transferred = self.sessions.admit(digests, moved, last)
         for raw_channel, n in Counter(new).items():
             ch = self._channel(raw_channel)
@@ -281,9 +284,6 @@ class Tally:
             # not counted twice.
             who = [w if isinstance(w, str | int | float | None) else str(w) for w in who]
             self.customers.update(zip(windows, channels, map(hash, who), strict=True))
-
-    def _outcome(self, answer: str | None) -> str:
-        return self._answer_label(answer)[2]
 
     def _channel(self, raw: str) -> str:
         """The channel's label value, as `_labels` gives it (the limiter admits each value once)."""
@@ -316,21 +316,35 @@ class Tally:
             _store(self._answer_cache, raw, hit)
         return hit
 
-    def _count(self, raw: tuple[str, str | int, str | None], window_start: int, n: int) -> None:
-        cached = self._label_cache.get(raw)
-        if cached is None:
-            cached = self._labels(raw)
-            _store(self._label_cache, raw, cached)
-        key, folded, outcome = cached
-        for name in folded:
-            self.overflow[name] += n
-        self.interactions[key] = self.interactions.get(key, 0) + n
-        by_outcome = (key[0], outcome)
-        self.outcomes[by_outcome] = self.outcomes.get(by_outcome, 0) + n
-        window = self.by_window.get(window_start)
-        if window is None:
-            window = self.by_window[window_start] = {}
-        window[key] = window.get(key, 0) + n
+    def _count(self, groups: Counter[tuple[str, str | int, str | None, int]]) -> set[str | None]:
+        """Add each group of records (raw label values and window) to the counters; return the
+        raw routing answers whose outcome is a transfer. Label values are normalised once per
+        distinct raw set (cached), as a full answer has thousands of groups."""
+        cache = self._label_cache
+        interactions = self.interactions
+        outcomes = self.outcomes
+        by_window = self.by_window
+        overflow = self.overflow
+        transfers: set[str | None] = set()
+        for (ch, rp, answer_text, window_start), n in groups.items():
+            raw = (ch, rp, answer_text)
+            cached = cache.get(raw)
+            if cached is None:
+                cached = self._labels(raw)
+                _store(cache, raw, cached)
+            key, folded, outcome = cached
+            for name in folded:
+                overflow[name] += n
+            interactions[key] = interactions.get(key, 0) + n
+            by_outcome = (key[0], outcome)
+            outcomes[by_outcome] = outcomes.get(by_outcome, 0) + n
+            window = by_window.get(window_start)
+            if window is None:
+                window = by_window[window_start] = {}
+            window[key] = window.get(key, 0) + n
+            if outcome == TRANSFERRED:
+                transfers.add(answer_text)
+        return transfers
 
     def _labels(
         self, raw: tuple[str, str | int, str | None]
@@ -338,8 +352,7 @@ class Tally:
         ch, f1 = self._channel_label(raw[0])
         rp, f2 = self._rp_label(raw[1])
         ans, f3, outcome = self._answer_label(raw[2])
-        folded = tuple(name for name, was in zip(LIMITED_LABELS, (f1, f2, f3), strict=True) if was)
-        return (ch, rp, ans), folded, outcome
+        return (ch, rp, ans), _FOLDED[(f1, f2, f3)], outcome
 
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
         """Expose the counts of the window that just completed as the last-window gauge.

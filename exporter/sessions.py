@@ -12,6 +12,7 @@ sessions. A session still sending records after the horizon is counted again; th
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import xxhash
 
@@ -21,6 +22,15 @@ BUCKET = 600  # seconds; memory holds the horizon plus at most one bucket
 def session_key(session_id: str | int) -> int:
     """The digest a session is remembered by; `123` and `"123"` are the same session."""
     return xxhash.xxh3_64_intdigest(str(session_id).encode())
+
+
+def session_keys(session_ids: Iterable[Any]) -> list[int]:
+    """`session_key` of each id, in C when they are all strings (as Wolkvox sends them)."""
+    ids = list(session_ids)
+    try:
+        return list(map(xxhash.xxh3_64_intdigest, map(str.encode, ids)))
+    except TypeError:  # a number among them
+        return list(map(session_key, ids))
 
 
 class Sessions:
