@@ -47,5 +47,17 @@ def best_of(fn: Callable[[], object], repeat: int = 7) -> float:
     return best
 
 
+def best_of_each(fns: dict[str, Callable[[], object]], repeat: int = 7) -> dict[str, float]:
+    """Best wall time of each function over `repeat` rounds that run them in turn, so a slow
+    patch of a shared machine weighs on every side of a ratio alike."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeat):
+        for name, fn in fns.items():
+            started = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - started)
+    return best
+
+
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"

@@ -130,7 +130,9 @@ def test_many_dates_at_once_agree_with_one_at_a_time_bad_ones_included():
     many = DateParser(zone, max_cached=1)
     assert many.many(texts) == expected
     assert many.many(texts) == expected  # again, from the cache (past its bound: cleared)
-    assert many.many(["2026-03-02 10:00:01"]) == [expected[0] + 1]
+    start = expected[0]
+    assert start is not None
+    assert many.many(["2026-03-02 10:00:01"]) == [start + 1]
 
 
 def test_dates_are_wall_time_of_the_operation_zone():
