@@ -130,9 +130,9 @@ class Tally:
             # Every row distinct and new (a first read): `fresh` is in row order already.
             decoded = answer.decode_all()
         elif len(fresh[0]) == len(copies):
-            # Every distinct row is fresh, some repeated: a dict keeps the first occurrence's
-            # order (that of `copies`, hence `fresh`), and equal digests decode equal.
-            decoded = list(dict(zip(fps, answer.decode_all(), strict=True)).values())
+            # Every distinct row is fresh, some repeated: keep each digest's first occurrence,
+            # which is the order of `copies` and so of `fresh`.
+            decoded = list(compress(answer.decode_all(), _first_occurrences(fps, copies)))
         else:
             index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
             if 2 * len(fresh[0]) > len(rows):
@@ -458,6 +458,20 @@ def _columns(rows: list[tuple[bytes, int, int]]) -> Fresh:
         return [], [], []
     fps, copies, had = zip(*rows, strict=True)
     return list(fps), list(copies), list(had)
+
+
+def _first_occurrences(fps: list[bytes], copies: Counter[bytes]) -> list[bool]:
+    """A mask of the rows that are the first of their digest; only repeated digests are looked
+    at one by one, as they are few."""
+    keep = [True] * len(fps)
+    repeated = {fp for fp, n in copies.items() if n > 1}
+    seen: set[bytes] = set()
+    for i in compress(range(len(fps)), map(repeated.__contains__, fps)):
+        if fps[i] in seen:
+            keep[i] = False
+        else:
+            seen.add(fps[i])
+    return keep
 
 
 def _kept(fresh: Fresh, keep: list[bool]) -> Fresh:

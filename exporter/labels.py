@@ -17,7 +17,7 @@ EMPTY = "__empty__"
 _SPACE = re.compile(r"\s+")
 _EMAIL = re.compile(r"[^\s@]+@[^\s@]+")
 _DIGITS = re.compile(r"\d{4,}")
-_MASKED = re.compile(r"^maskedtext\s*:", re.IGNORECASE)
+_MASKED = re.compile(r"^\s*maskedtext\s*:", re.IGNORECASE)
 
 
 MAX_ID_LENGTH = 64
@@ -42,6 +42,8 @@ def rp_id(value: str | int) -> str:
 def routing_answer(value: str | None, max_length: int) -> str:
     if not value:
         return EMPTY
+    if _MASKED.match(value):  # common, and each payload differs: settle it before other work
+        return "MaskedText"
     # Bound the text before any regex sees it: the answer is free text of any size, and the
     # e-mail pattern backtracks quadratically over a long run without an '@'.
     v = _SPACE.sub(" ", value[: 4 * max_length]).strip()
