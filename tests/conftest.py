@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -10,9 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
 from exporter import config, labels, simulator
 from exporter.client import TokenGate
+from exporter.collector import WolkvoxCollector
 from exporter.logs import LogfmtFormatter
 from exporter.poller import Poller
 from exporter.state import OperationState, StateStore
@@ -150,6 +153,20 @@ def sim_factory() -> Iterator[Any]:
     for srv in servers:
         srv.shutdown()
         srv.server_close()
+
+
+@pytest.fixture
+def exposed_names(sim_factory: Any) -> set[str]:
+    """Every sample name the exporter exposes after a poll of simulated traffic, the optional
+    token quota gauges included: what rules and dashboards may read."""
+    clock = Clock(1_790_000_100)
+    _, url = sim_factory(simulator.Traffic(seed=1), clock)
+    poller = make_poller(make_config(url, token_info_interval="1h"), clock)
+    clock.now += 400
+    poller.poll_once()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WolkvoxCollector([poller], 300))
+    return set(re.findall(r"^(\w+)", generate_latest(registry).decode(), re.M))
 
 
 def required_binary(name: str) -> str:
