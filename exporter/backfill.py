@@ -32,7 +32,7 @@ from exporter.aggregation import Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
 from exporter.collector import WolkvoxCollector
 from exporter.config import Config, Operation
-from exporter.poller import Snapshot
+from exporter.poller import Snapshot, snapshot_of
 from exporter.records import Answer, DateParser, Record, decode_rows
 from exporter.state import OperationState, StateStore, atomic_write
 
@@ -224,32 +224,6 @@ class _FrozenSnapshot:
 
     def snapshot(self) -> Snapshot:
         return self._snap
-
-
-def snapshot_of(name: str, tally: Tally) -> Snapshot:
-    return Snapshot(
-        name=name,
-        up=True,
-        polled=True,
-        last_success=None,
-        collected_until=None,
-        interactions=dict(tally.interactions),
-        last_window=dict(tally.last_window),
-        requests={},
-        duration_buckets=(0,),
-        duration_sum=0.0,
-        received=tally.received,
-        duplicates=tally.duplicates,
-        rejected=dict(tally.rejected),
-        overflow=dict(tally.overflow),
-        last_error="",
-        quota_exhausted=False,
-        outcomes=dict(tally.outcomes),
-        outcome_names=tally.outcome_names,
-        sessions=dict(tally.sessions_total),
-        sessions_transferred=dict(tally.transferred_total),
-        customers_last_window=dict(tally.customers_last_window),
-    )
 
 
 class Backfill:

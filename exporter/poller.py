@@ -58,6 +58,51 @@ class Snapshot:
     quota_used: int | None = None
 
 
+def snapshot_of(
+    name: str,
+    t: Tally,
+    *,
+    up: bool = True,
+    polled: bool = True,
+    last_success: float | None = None,
+    collected_until: int | None = None,
+    requests: dict[str, int] | None = None,
+    duration_buckets: tuple[int, ...] = (0,),
+    duration_sum: float = 0.0,
+    last_error: str = "",
+    quota_exhausted: bool = False,
+    quota_limit: int | None = None,
+    quota_used: int | None = None,
+) -> Snapshot:
+    """A snapshot of a Tally's counts with the poller's health; a backfill, which has no
+    poller, leaves the health at these defaults."""
+    return Snapshot(
+        name=name,
+        up=up,
+        polled=polled,
+        last_success=last_success,
+        collected_until=collected_until,
+        interactions=dict(t.interactions),
+        last_window=dict(t.last_window),
+        requests=requests or {},
+        duration_buckets=duration_buckets,
+        duration_sum=duration_sum,
+        received=t.received,
+        duplicates=t.duplicates,
+        rejected=dict(t.rejected),
+        overflow=dict(t.overflow),
+        last_error=last_error,
+        quota_exhausted=quota_exhausted,
+        outcomes=dict(t.outcomes),
+        outcome_names=t.outcome_names,
+        sessions=dict(t.sessions_total),
+        sessions_transferred=dict(t.transferred_total),
+        customers_last_window=dict(t.customers_last_window),
+        quota_limit=quota_limit,
+        quota_used=quota_used,
+    )
+
+
 @dataclass
 class _Health:
     up: bool = False
@@ -323,29 +368,18 @@ class Poller:
     def _build_snapshot(self) -> Snapshot:
         with self.lock:
             h = self._health
-            t = self.tally
-            return Snapshot(
-                name=self.name,
+            return snapshot_of(
+                self.name,
+                self.tally,
                 up=h.up,
                 polled=h.polled,
                 last_success=h.last_success,
                 collected_until=self.cursor,
-                interactions=dict(t.interactions),
-                last_window=dict(t.last_window),
                 requests=dict(h.requests),
                 duration_buckets=(*h.buckets, h.duration_count),
                 duration_sum=h.duration_sum,
-                received=t.received,
-                duplicates=t.duplicates,
-                rejected=dict(t.rejected),
-                overflow=dict(t.overflow),
                 last_error=h.last_error,
                 quota_exhausted=self.gate.paused_until(self.client.token, self.clock()) is not None,
-                outcomes=dict(t.outcomes),
-                outcome_names=t.outcome_names,
-                sessions=dict(t.sessions_total),
-                sessions_transferred=dict(t.transferred_total),
-                customers_last_window=dict(t.customers_last_window),
                 quota_limit=self._quota[0],
                 quota_used=self._quota[1],
             )
