@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -24,6 +25,7 @@ from exporter import __version__, windowing
 from exporter.records import Answer, InvalidAnswer, decode, format_wall
 
 API = "diagram_9"
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -262,43 +264,7 @@ class Client:
     def token_info(self) -> TokenInfo:
         """The token's daily quota from information.php?api=token_info (which costs one call)."""
         url = self.url.rsplit("/", 1)[0] + "/information.php"
-        with self.gate.hold(self.token, self.stop):
-            started = time.perf_counter()
-            outcome = Outcome.SUCCESS
-            try:
-                try:
-                    response = self.session.get(
-                        url,
-                        params={"api": "token_info"},
-                        headers={"wolkvox-token": self.token},
-                        timeout=(self.connect_timeout, self.timeout),
-                        allow_redirects=False,
-                    )
-                except requests.Timeout:
-                    raise ApiError(Outcome.TIMEOUT) from None
-                except requests.RequestException as exc:
-                    raise ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__) from None
-                if response.status_code != 200:
-                    raise ApiError(
-                        _classify_refusal(response.status_code, _refusal_text(response.content)),
-                        status=response.status_code,
-                    )
-                try:
-                    info = _TOKEN_INFO.decode(response.content).data
-                except (msgspec.DecodeError, msgspec.ValidationError):
-                    raise ApiError(
-                        Outcome.INVALID_RESPONSE, "token_info answer is not the documented shape"
-                    ) from None
-                return TokenInfo(
-                    limit=_count(info.token_limit),
-                    used=_count(info.token_use_today),
-                    available=_count(info.available_consumption_options),
-                )
-            except ApiError as exc:
-                outcome = exc.outcome
-                raise
-            finally:
-                self.observe(outcome, time.perf_counter() - started)
+        return self._exchange(url, {"api": "token_info"}, _read_token_info)
 
     def _once(self, first: int, last: int) -> Answer:
         params = {
@@ -306,14 +272,36 @@ class Client:
             "date_ini": format_wall(first, self.zone),
             "date_end": format_wall(last, self.zone),
         }
+        return self._exchange(self.url, params, _read_answer)
+
+    def _exchange(
+        self, url: str, params: dict[str, str], read: Callable[[int, bytes, float | None], T]
+    ) -> T:
+        """One GET with the token held: timed, its outcome observed, the token rested after a
+        timeout. `read` turns status, body and Retry-After into a result or an ApiError."""
         with self.gate.hold(self.token, self.stop):
             started = time.perf_counter()
             outcome = Outcome.SUCCESS
             try:
-                answer = self._call(params)
-                if not answer.size:
+                try:
+                    response = self.session.get(
+                        url,
+                        params=params,
+                        headers={"wolkvox-token": self.token},
+                        timeout=(self.connect_timeout, self.timeout),
+                        allow_redirects=False,
+                    )
+                    body = response.content
+                except requests.Timeout:
+                    raise ApiError(Outcome.TIMEOUT) from None
+                except requests.ConnectionError as exc:
+                    raise ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__) from None
+                except requests.RequestException as exc:
+                    raise ApiError(Outcome.HTTP_ERROR, type(exc).__name__) from None
+                result = read(response.status_code, body, _retry_after(response))
+                if isinstance(result, Answer) and not result.size:
                     outcome = Outcome.EMPTY
-                return answer
+                return result
             except ApiError as exc:
                 outcome = exc.outcome
                 raise
@@ -322,50 +310,53 @@ class Client:
                 if outcome is Outcome.TIMEOUT:
                     self.gate.rest(self.token, self.timeout)
 
-    def _call(self, params: dict[str, str]) -> Answer:
-        try:
-            response = self.session.get(
-                self.url,
-                params=params,
-                headers={"wolkvox-token": self.token},
-                timeout=(self.connect_timeout, self.timeout),
-                allow_redirects=False,
-            )
-            body = response.content
-        except requests.Timeout:
-            raise ApiError(Outcome.TIMEOUT) from None
-        except requests.ConnectionError as exc:
-            raise ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__) from None
-        except requests.RequestException as exc:
-            raise ApiError(Outcome.HTTP_ERROR, type(exc).__name__) from None
-        status = response.status_code
-        if status == 404:
-            # diagram_9 answers 404 when nothing matches the range.
-            return Answer(code=404, msg="", error="", rows=[])
-        if status != 200:
-            outcome = _classify_refusal(status, _refusal_text(body))
-            raise ApiError(outcome, status=status, retry_after=_retry_after(response))
-        try:
-            answer = decode(body)
-        except InvalidAnswer as exc:
-            raise ApiError(Outcome.INVALID_RESPONSE, str(exc), status=status) from None
-        if answer.code == 404:
-            return Answer(code=404, msg="", error="", rows=[])
-        if answer.code != 200:
-            outcome = _classify_refusal(answer.code or 0, f"{answer.msg} {answer.error}")
-            if outcome is Outcome.HTTP_ERROR:
-                outcome = Outcome.INVALID_RESPONSE
-            raise ApiError(outcome, f"envelope code {answer.code}", status=status)
-        if not answer.rows and _classify_refusal(200, answer.msg) is Outcome.TOO_MANY_RECORDS:
-            raise ApiError(Outcome.TOO_MANY_RECORDS, status=status)
-        if answer.null_data and (answer.declared() or 0) > 0:
-            # Taking this as "no rows" would skip the window for good; asking again is safe.
-            raise ApiError(
-                Outcome.INVALID_RESPONSE,
-                "data is null although msg announces records",
-                status=status,
-            )
-        return answer
+
+def _read_answer(status: int, body: bytes, retry_after: float | None) -> Answer:
+    """A diagram_9 reply as an Answer, or the ApiError that classifies it."""
+    if status == 404:
+        # diagram_9 answers 404 when nothing matches the range.
+        return Answer(code=404, msg="", error="", rows=[])
+    if status != 200:
+        outcome = _classify_refusal(status, _refusal_text(body))
+        raise ApiError(outcome, status=status, retry_after=retry_after)
+    try:
+        answer = decode(body)
+    except InvalidAnswer as exc:
+        raise ApiError(Outcome.INVALID_RESPONSE, str(exc), status=status) from None
+    if answer.code == 404:
+        return Answer(code=404, msg="", error="", rows=[])
+    if answer.code != 200:
+        outcome = _classify_refusal(answer.code or 0, f"{answer.msg} {answer.error}")
+        if outcome is Outcome.HTTP_ERROR:
+            outcome = Outcome.INVALID_RESPONSE
+        raise ApiError(outcome, f"envelope code {answer.code}", status=status)
+    if not answer.rows and _classify_refusal(200, answer.msg) is Outcome.TOO_MANY_RECORDS:
+        raise ApiError(Outcome.TOO_MANY_RECORDS, status=status)
+    if answer.null_data and (answer.declared() or 0) > 0:
+        # Taking this as "no rows" would skip the window for good; asking again is safe.
+        raise ApiError(
+            Outcome.INVALID_RESPONSE,
+            "data is null although msg announces records",
+            status=status,
+        )
+    return answer
+
+
+def _read_token_info(status: int, body: bytes, retry_after: float | None) -> TokenInfo:
+    if status != 200:
+        outcome = _classify_refusal(status, _refusal_text(body))
+        raise ApiError(outcome, status=status, retry_after=retry_after)
+    try:
+        info = _TOKEN_INFO.decode(body).data
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        raise ApiError(
+            Outcome.INVALID_RESPONSE, "token_info answer is not the documented shape"
+        ) from None
+    return TokenInfo(
+        limit=_count(info.token_limit),
+        used=_count(info.token_use_today),
+        available=_count(info.available_consumption_options),
+    )
 
 
 def fetch_within_cap(
