@@ -244,7 +244,7 @@ class Backfill:
         self.spool = Spool(request.output.with_name(request.output.name + ".parts"))
         self.summary = Summary()
         self._seen_series: set[tuple[str, str]] = set()  # counter series already started at 0
-        self._synced = False  # spools cut back to the progress file (or none existed)
+        self._progress: _Progress | None = None  # as last saved
 
     # -- planning -------------------------------------------------------------------------
 
@@ -277,7 +277,7 @@ class Backfill:
 
     def run(self) -> Summary:
         ranges = self.ranges()
-        progress = self._load_progress()
+        self._progress = progress = self._load_progress()
         if progress is None and self.request.output.exists():
             raise BackfillError(
                 f"{self.request.output} exists; remove it or choose another --output"
@@ -292,8 +292,7 @@ class Backfill:
                     bar.advance((end - start) // self.interval, 0, skipped=True)
                     self.summary.tallies[op.name] = self._tally(op, saved.state)
                     continue
-                self._operation(op, start, end, saved, bar, progress)
-                progress = self._load_progress()
+                self._operation(op, start, end, saved, bar)
         finally:
             bar.close()
             self.spool.close()
@@ -313,7 +312,6 @@ class Backfill:
         end: int,
         saved: _OpProgress | None,
         bar: Progress,
-        progress: _Progress | None,
     ) -> None:
         tally = self._tally(op, saved.state if saved else None)
         self.summary.tallies[op.name] = tally
@@ -371,8 +369,7 @@ class Backfill:
                 self.summary.records += records
                 bar.advance((chunk_end - cursor) // self.interval, records)
                 cursor = chunk_end
-                self._save(op.name, cursor, cursor >= end, tally, progress)
-                progress = self._load_progress()
+                self._save(op.name, cursor, cursor >= end, tally)
         finally:
             client.close()
 
@@ -449,18 +446,14 @@ class Backfill:
                 f"({progress.signature}); run that again to finish it, or delete it and "
                 f"{self.spool.directory} to start over"
             )
-        if not self._synced:
-            self._synced = True
-            self.summary.resumed = True
-            self.spool.cut(progress.spool)
-            log.info(
-                "resuming an interrupted backfill", extra={"progress": str(self.progress_path)}
-            )
+        self.summary.resumed = True
+        self.spool.cut(progress.spool)
+        log.info("resuming an interrupted backfill", extra={"progress": str(self.progress_path)})
         return progress
 
-    def _save(
-        self, name: str, cursor: int, done: bool, tally: Tally, progress: _Progress | None
-    ) -> None:
+    def _save(self, name: str, cursor: int, done: bool, tally: Tally) -> None:
+        """Record a finished chunk: spool sizes, cursor and counts, in one atomic write."""
+        progress = self._progress
         sizes = self.spool.flush()
         operations = dict(progress.operations) if progress else {}
         operations[name] = _OpProgress(
@@ -469,11 +462,8 @@ class Backfill:
             state=OperationState(cursor=cursor, origin=None, requests={}, **tally.export()),
         )
         spool = {**(progress.spool if progress else {}), **sizes}
-        payload = msgspec.json.encode(
-            _Progress(PROGRESS_VERSION, self.request.signature, operations, spool)
-        )
-        atomic_write(self.progress_path, payload)
-        self._synced = True  # from here on the spools match the progress file
+        self._progress = _Progress(PROGRESS_VERSION, self.request.signature, operations, spool)
+        atomic_write(self.progress_path, msgspec.json.encode(self._progress))
 
     # -- output ---------------------------------------------------------------------------
 
