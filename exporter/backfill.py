@@ -332,7 +332,6 @@ class Backfill:
             retries=self.config.polling.retries,
             retry_backoff=self.config.polling.retry_backoff,
         )
-        parser = DateParser(op.zone)
         lookback = int(self.config.polling.lookback)
         try:
             while cursor < end:
@@ -357,7 +356,8 @@ class Backfill:
                         f"operation {op.name}: {exc}; run the same command again to resume"
                     ) from None
                 records = sum(a.size for a, _, _ in answers)
-                by_window = self._by_window(answers, parser, cursor, chunk_end)
+                # The Tally's own parser: the dates it caches here are the ones ingest looks up.
+                by_window = self._by_window(answers, tally.parse_date, cursor, chunk_end)
                 for w in range(cursor, chunk_end, self.interval):
                     for rows in by_window.get(w, []):
                         tally.ingest(rows, w, w + self.interval - 1)
