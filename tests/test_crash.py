@@ -11,8 +11,8 @@ import pytest
 
 from exporter import simulator
 from exporter.state import StateStore
-from tests.conftest import TOKEN, expected_counts
-from tests.process import Exporter, assert_private, interactions, parse
+from tests.conftest import TOKEN, expected_counts, expected_kpis
+from tests.process import Exporter, assert_private, by_label, interactions, parse
 
 pytestmark = pytest.mark.e2e
 
@@ -72,9 +72,16 @@ state:
 
         exporter.start()
         final = parse(exporter.wait_collected(stop + 3 + 2, timeout=60))
-        truth = expected_counts(traffic.rows(start, stop - 1))
+        rows = traffic.rows(start, stop - 1)
+        truth = expected_counts(rows)
         assert sum(truth.values()) > 150
         assert interactions(final) == truth
+        # The KPI counters survive the kills as exactly: sessions and first transfers.
+        kpis = expected_kpis(rows)
+        sessions = by_label(final, "wolkvox_sessions_total", "channel")
+        assert {ch: int(n) for ch, n in sessions.items() if n} == dict(kpis.sessions)
+        transferred = by_label(final, "wolkvox_sessions_transferred_total", "channel")
+        assert {ch: int(n) for ch, n in transferred.items() if n} == dict(kpis.transferred)
         assert sim.stats.violations == 0
 
         # SIGTERM: exit 0 with the state saved.
