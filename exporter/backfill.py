@@ -116,8 +116,7 @@ class Spool:
     """One append-only file of sample lines per family, cut back to a size on resume."""
 
     def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        directory.mkdir(parents=True, exist_ok=True)
+        self.directory = directory  # made on the first write: a refused run leaves nothing
         self._files: dict[str, IO[bytes]] = {}
 
     def path(self, family: str) -> Path:
@@ -137,6 +136,7 @@ class Spool:
     def write(self, family: str, line: str) -> None:
         f = self._files.get(family)
         if f is None:
+            self.directory.mkdir(parents=True, exist_ok=True)
             f = self._files[family] = open(self.path(family), "ab")  # noqa: SIM115
         f.write(line.encode())
 

@@ -266,6 +266,7 @@ def test_backfill_refuses_what_would_be_wrong(tmp_path, sim_factory):
     with pytest.raises(BackfillError, match="exists; remove it"):
         attempt("2026-11-01", "2026-11-01T01:00:00", "exists.om")
     assert (tmp_path / "exists.om").read_text() == "precious\n"
+    assert not (tmp_path / "exists.om.parts").exists()  # a refused run leaves nothing behind
     # A progress file from other arguments is not silently mixed in.
     attempt("2026-11-01", "2026-11-01T01:00:00", "a.om")
     (tmp_path / "b.om.progress").write_bytes(b"{}")
