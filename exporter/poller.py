@@ -386,8 +386,9 @@ class Poller:
 
     @property
     def ready(self) -> bool:
-        with self.lock:
-            return self._health.last_success is not None
+        """Whether a successful poll has been published: /-/ready must not run ahead of what
+        /metrics shows (the success is committed only after the quota read and the save)."""
+        return self._published.last_success is not None
 
 
 def _next_local_midnight(now: float, zone: ZoneInfo) -> float:

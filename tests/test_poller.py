@@ -6,7 +6,7 @@ import threading
 from zoneinfo import ZoneInfo
 
 from exporter import windowing
-from exporter.client import Outcome, TokenGate
+from exporter.client import Outcome, TokenGate, TokenInfo
 from exporter.simulator import Traffic
 from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
 
@@ -165,3 +165,22 @@ def test_the_token_quota_is_read_at_most_every_token_info_interval(sim_factory):
     off = make_poller(make_config(url2), quiet)
     run_polls(off, quiet, 24, 300, 60)
     assert off.snapshot().quota_limit is None and sim2.used_today(TOKEN) == 24
+
+
+def test_ready_never_runs_ahead_of_the_published_metrics(sim_factory):
+    """/-/ready and /metrics must agree: a probe that sees ready must scrape `wolkvox_up 1`."""
+    clock = Clock(START)
+    _, url = sim_factory(Traffic(seed=4, rate_per_minute=20), clock)
+    poller = make_poller(make_config(url, token_info_interval="1h"), clock)
+    seen = []
+    read = poller.client.token_info
+
+    def observed() -> TokenInfo:
+        # Mid-poll: the poll has succeeded but is not committed yet.
+        seen.append((poller.ready, poller.snapshot().up))
+        return read()
+
+    poller.client.token_info = observed  # type: ignore[method-assign]
+    run_polls(poller, clock, 1, 300, 60)
+    assert seen == [(False, False)]
+    assert poller.ready and poller.snapshot().up
