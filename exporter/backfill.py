@@ -181,18 +181,29 @@ class Progress:
         self.records = 0
         self.started = time.monotonic()
         self._last_line = 0.0
-        stream = stream or sys.stderr
+        self._stream = stream or sys.stderr
+        self._terminal = self._stream.isatty()
         self._bar: Any = None
-        if stream.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(total=total, unit="window", file=stream, dynamic_ncols=True)
 
     def advance(self, windows: int, records: int, skipped: bool = False) -> None:
         self.done += windows
         self.skipped += windows if skipped else 0
         self.records += records
-        if self._bar is not None:
+        if self._terminal:
+            if skipped:
+                return
+            if self._bar is None:
+                from tqdm import tqdm
+
+                # Drawn from the first window fetched, with the resumed ones as its start, so
+                # that its rate and ETA reflect this run's work only.
+                self._bar = tqdm(
+                    total=self.total,
+                    initial=self.done - windows,
+                    unit="window",
+                    file=self._stream,
+                    dynamic_ncols=True,
+                )
             self._bar.update(windows)
             self._bar.set_postfix(records=self.records, refresh=False)
             return
