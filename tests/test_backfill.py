@@ -359,6 +359,7 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
     import io
     import os
     import pty
+    import select
     import struct
     import termios
 
@@ -371,7 +372,13 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
         bar.advance(100, 0, skipped=True)  # resumed: done before this run
         bar.advance(44, 5000)
         bar.close()
-    drawn = os.read(master, 65536).decode(errors="replace")
+    chunks = []
+    while select.select([master], [], [], 0.2)[0]:
+        try:
+            chunks.append(os.read(master, 65536))
+        except OSError:  # the terminal side is closed and drained
+            break
+    drawn = b"".join(chunks).decode(errors="replace")
     os.close(master)
     assert "144/288" in drawn and "records=5000" in drawn and "<" in drawn  # elapsed<remaining
 
