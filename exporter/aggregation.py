@@ -10,8 +10,8 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress, count, groupby, product, repeat
-from operator import attrgetter, itemgetter, mod, not_, sub
+from itertools import compress, count, product, repeat
+from operator import attrgetter, mod, sub
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -29,8 +29,6 @@ _CHANNEL = attrgetter("channel")
 _ANSWER = attrgetter("routing_answer")
 _DATE = attrgetter("date")
 _RP = attrgetter("rp_id")
-_FIRST = itemgetter(0)
-_SECOND = itemgetter(1)
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
 _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
@@ -200,20 +198,8 @@ class Tally:
     ) -> int:
         """Remember the rows as seen, count them by label set and window; return how many."""
         fps, copies, had = fresh
-        self.seen.copies.update(zip(fps, copies, strict=True))
-        seen_before = any(had)
-        repeated = seen_before or max(copies) > 1  # copies beyond the first, or counted before
-        # SeenRows.admit in bulk: a row is filed under its second when first seen.
-        by_second = self.seen.by_second
-        new = zip(seconds, fps, strict=True)
-        if seen_before:
-            new = compress(new, map(not_, had))  # type: ignore[assignment]
-        for second, group in groupby(new, key=_FIRST):
-            filed = by_second.get(second)
-            if filed is None:
-                by_second[second] = list(map(_SECOND, group))
-            else:
-                filed.extend(map(_SECOND, group))
+        self.seen.admit_many(fps, copies, had, seconds)
+        repeated = any(had) or max(copies) > 1  # copies beyond the first, or counted before
         interval = self.interval
         windows = list(map(sub, seconds, map(mod, seconds, repeat(interval))))
         # Each column read once: every pass over the records' attributes costs cache misses.

@@ -11,12 +11,17 @@ re-read horizon walks a few hundred second keys, not every digest.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from itertools import compress, groupby
+from operator import itemgetter, not_
+
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
 
 
 class SeenRows:
     def __init__(self) -> None:
         self.copies: dict[bytes, int] = {}  # read directly by the ingest loop
-        self.by_second: dict[int, list[bytes]] = {}  # and so is this
+        self.by_second: dict[int, list[bytes]] = {}
 
     def __len__(self) -> int:
         return len(self.copies)
@@ -38,6 +43,24 @@ class SeenRows:
                 bucket.append(fp)
         self.copies[fp] = copies
         return copies - seen
+
+    def admit_many(
+        self, fps: list[bytes], copies: list[int], had: list[int], seconds: list[int]
+    ) -> None:
+        """`admit` for the rows of one answer known to have copies not seen yet (`had` of them
+        seen before), each dated at its second; done with C-level builtins, as a full answer
+        has 60,000 rows."""
+        self.copies.update(zip(fps, copies, strict=True))
+        new = zip(seconds, fps, strict=True)
+        if any(had):
+            new = compress(new, map(not_, had))  # type: ignore[assignment]
+        by_second = self.by_second
+        for second, group in groupby(new, key=_FIRST):
+            filed = by_second.get(second)
+            if filed is None:
+                by_second[second] = list(map(_SECOND, group))
+            else:
+                filed.extend(map(_SECOND, group))
 
     def forget_before(self, second: int) -> None:
         """Drop every row filed before `second`: no request will ever return it again."""
