@@ -236,8 +236,8 @@ class Tally:
         # A session's channel is that of its records (the last one read, should they differ).
         try:
             first = dict(zip(sids, channels, strict=True))
-        except TypeError:  # a JSON list or object as session_id: key it by its text
-            sids = [sid if isinstance(sid, str | int | float) else str(sid) for sid in sids]
+        except TypeError:  # a JSON list or object as session_id
+            sids = _hashable(sids)
             first = dict(zip(sids, channels, strict=True))
         first.pop(None, None)
         first.pop("", None)
@@ -265,11 +265,10 @@ class Tally:
         who = [r.customer_id or r.customer_phone or r.customer_email for r in rows]
         try:
             self.customers.update(zip(windows, channels, map(hash, who), strict=True))
-        except TypeError:  # a JSON list or object in a customer field: hash it by its text
+        except TypeError:  # a JSON list or object in a customer field
             # Hashable values hash as they did above, so the rows added before the error are
             # not counted twice.
-            who = [w if isinstance(w, str | int | float | None) else str(w) for w in who]
-            self.customers.update(zip(windows, channels, map(hash, who), strict=True))
+            self.customers.update(zip(windows, channels, map(hash, _hashable(who)), strict=True))
 
     def _channel(self, raw: str) -> str:
         """The channel's label value, as `_labels` gives it (the limiter admits each value once)."""
@@ -463,6 +462,12 @@ def _first_occurrences(fps: list[bytes], copies: Counter[bytes]) -> list[bool]:
 def _kept(fresh: Fresh, keep: list[bool]) -> Fresh:
     fps, copies, had = fresh
     return list(compress(fps, keep)), list(compress(copies, keep)), list(compress(had, keep))
+
+
+def _hashable(values: list[Any]) -> list[Any]:
+    """Values as dictionary keys: JSON lists and objects by their text, everything else (None
+    included, which means "absent") unchanged."""
+    return [v if v is None or isinstance(v, str | int | float) else str(v) for v in values]
 
 
 def _store(cache: dict[Any, Any], key: Any, value: Any) -> None:

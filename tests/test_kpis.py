@@ -190,3 +190,19 @@ def test_kpi_series_are_exposed_with_every_outcome_at_zero(sim_factory):
     assert outcomes == {"transferred": 1, "masked_input": 0, "none": 0, "bot_answer": 0}
     assert [s.value for s in families["wolkvox_sessions"].samples] == [1]
     assert [s.value for s in families["wolkvox_sessions_transferred"].samples] == [1]
+
+
+def test_an_odd_session_id_does_not_turn_missing_ones_into_a_session():
+    t = kpi_tally()
+    t.ingest(
+        rows(
+            {"second": 1, "session_id": ["odd", 1]},
+            {"second": 2, "session_id": None},
+            {"second": 3, "session_id": ""},
+            {"second": 4, "session_id": "A"},
+        ),
+        BASE,
+        BASE + 299,
+    )
+    assert t.sessions_total == {"whatsapp": 2}  # the odd one (by its text) and A
+    assert sum(t.interactions.values()) == 4
