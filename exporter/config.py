@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -204,16 +205,14 @@ def _outcome_name(value: str) -> str:
     return value
 
 
+OutcomeName = Annotated[str, AfterValidator(_outcome_name)]
+
+
 class OutcomeRule(_Model):
     """Routing answers that `match` (a Python regex, searched) count under `outcome`."""
 
-    outcome: str
+    outcome: OutcomeName
     match: str
-
-    @field_validator("outcome")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _outcome_name(value)
 
     @field_validator("match")
     @classmethod
@@ -244,13 +243,8 @@ class Kpis(_Model):
     """
 
     outcomes: tuple[OutcomeRule, ...] = Field(default=DEFAULT_OUTCOMES, max_length=20)
-    default_outcome: str = "bot_answer"
+    default_outcome: OutcomeName = "bot_answer"
     session_horizon: Duration = 86400.0
-
-    @field_validator("default_outcome")
-    @classmethod
-    def _name(cls, value: str) -> str:
-        return _outcome_name(value)
 
     @field_validator("session_horizon")
     @classmethod
