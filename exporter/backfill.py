@@ -110,6 +110,7 @@ class Summary:
     samples: int = 0
     resumed: bool = False
     tallies: dict[str, Tally] = field(default_factory=dict)
+    ranges: dict[str, tuple[int, int]] = field(default_factory=dict)  # [start, end) per operation
 
 
 class Spool:
@@ -287,7 +288,7 @@ class Backfill:
     # -- running --------------------------------------------------------------------------
 
     def run(self) -> Summary:
-        ranges = self.ranges()
+        ranges = self.summary.ranges = self.ranges()
         self._progress = progress = self._load_progress()
         if progress is None and self.request.output.exists():
             raise BackfillError(

@@ -272,11 +272,9 @@ def backfill_command(argv: Sequence[str]) -> int:
             chunk=int(chunk),
             labels=backfill.check_labels(args.label),
         )
-        job = backfill.Backfill(request)
-        ranges = job.ranges()
-        summary = job.run()
+        summary = backfill.Backfill(request).run()
         if args.write_state:
-            backfill.write_state(cfg, summary.tallies, ranges)
+            backfill.write_state(cfg, summary.tallies, summary.ranges)
     except (config.ConfigError, backfill.BackfillError, ValueError) as exc:
         return _fail(str(exc))
     except OSError as exc:

@@ -287,9 +287,13 @@ class Simulator:
         self.quota_zone = quota_zone or ZoneInfo("America/Bogota")
         self.usage: Counter[tuple[str, str]] = Counter()  # (token, local day) -> calls
 
+    def _today(self) -> str:
+        """The local day the quota counts in: it resets at the quota zone's midnight."""
+        return datetime.fromtimestamp(self.clock(), self.quota_zone).strftime("%Y-%m-%d")
+
     def _spend(self, token: str) -> bool:
         """Count one call against the token's daily quota; False if the quota is used up."""
-        day = datetime.fromtimestamp(self.clock(), self.quota_zone).strftime("%Y-%m-%d")
+        day = self._today()
         with self._lock:
             if self.usage[(token, day)] >= self.token_limit:
                 return False
@@ -297,7 +301,7 @@ class Simulator:
             return True
 
     def used_today(self, token: str) -> int:
-        day = datetime.fromtimestamp(self.clock(), self.quota_zone).strftime("%Y-%m-%d")
+        day = self._today()
         with self._lock:
             return self.usage[(token, day)]
 

@@ -298,9 +298,9 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
     )
     job = Backfill(request, now=clock)
     summary = job.run()
-    write_state(cfg, summary.tallies, job.ranges())
+    write_state(cfg, summary.tallies, summary.ranges)
     with pytest.raises(BackfillError, match="already counts main"):
-        write_state(cfg, summary.tallies, job.ranges())
+        write_state(cfg, summary.tallies, summary.ranges)
 
     saved = StateStore(state).load()["main"]
     assert saved.cursor == end
