@@ -29,6 +29,7 @@ _CHANNEL = attrgetter("channel")
 _ANSWER = attrgetter("routing_answer")
 _DATE = attrgetter("date")
 _RP = attrgetter("rp_id")
+_CUSTOMER = attrgetter("customer")
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
 _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
@@ -262,7 +263,7 @@ class Tally:
         Python's salted string hash is enough: the hashes only need to be distinct within this
         process, and are never saved or exposed.
         """
-        who = [r.customer_id or r.customer_phone or r.customer_email for r in rows]
+        who = list(map(_CUSTOMER, rows))
         try:
             self.customers.update(zip(windows, channels, map(hash, who), strict=True))
         except TypeError:  # a JSON list or object in a customer field

@@ -91,6 +91,25 @@ def test_customer_fields_are_not_decoded_so_their_types_do_not_matter():
     assert isinstance(decode_row(rows[0]), Record)
 
 
+def test_customer_is_the_id_else_the_phone_else_the_email_on_every_decode_path():
+    rows = [
+        ROW,
+        {**ROW, "customer_id": ""},
+        {**ROW, "customer_id": None, "customer_phone": ""},
+        {**ROW, "customer_id": 0, "customer_phone": None, "customer_email": ""},
+        {k: v for k, v in ROW.items() if k != "customer_id"},
+    ]
+    want = ["99", "573001112233", "ana@example.com", "", "573001112233"]
+    answer = decode(body(data=rows))
+    for decoded in (answer.decode_all(), decode_rows(answer.rows)):
+        assert [r.customer for r in decoded if isinstance(r, Record)] == want
+    singles = [decode_row(raw) for raw in answer.rows]
+    assert [r.customer for r in singles if isinstance(r, Record)] == want
+    # One malformed row sends decode_rows down its row-by-row path; the others still fall back.
+    answer = decode(body(data=[*rows, {**ROW, "channel": 7}]))
+    assert [r.customer for r in decode_rows(answer.rows) if isinstance(r, Record)] == want
+
+
 def test_numeric_ids_are_accepted():
     row = decode_row(decode(body(data=[{**ROW, "rp_id": 101, "session_id": 5}])).rows[0])
     assert isinstance(row, Record) and row.rp_id == 101
