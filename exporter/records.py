@@ -202,21 +202,25 @@ def _identify(records: list[Record], raws: list[msgspec.Raw]) -> list[Record | s
 fingerprint: Callable[[msgspec.Raw], bytes] = xxhash.xxh3_128_digest
 
 
-_DATE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d", re.ASCII)
+_MINUTE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d", re.ASCII)
+_SECONDS = {f":{s:02d}": s for s in range(60)}  # a date's last three characters
 
 
 class DateParser:
     """Turns `YYYY-mm-dd HH:MM:SS` wall time of one zone into epoch seconds, strictly.
 
-    Called for every new row, so it caches per string and, below that, per day: on a day
-    without a UTC-offset change a time is the day's first second plus arithmetic, and only
-    days with a change (DST) go through `datetime` for every distinct second. Caches are
-    cleared, not grown, when they get large.
+    Called for every distinct second of new rows, so it parses each minute once (the regex, the
+    range checks and the zone) and a second is that minute's epoch plus a table look-up. Below
+    that it caches per day: on a day without a UTC-offset change a minute is the day's first
+    second plus arithmetic, and only days with a change (DST) go through `datetime` for every
+    distinct minute (offsets change on minute boundaries). Caches are cleared, not grown, when
+    they get large.
     """
 
     def __init__(self, zone: ZoneInfo, max_cached: int = 20_000) -> None:
         self.zone = zone
-        self.cache: dict[str, int] = {}  # read directly by the ingest loop
+        self.cache: dict[str, int] = {}  # second -> epoch
+        self._minutes: dict[str, int | None] = {}  # minute -> epoch, None if invalid
         self._days: dict[str, int | None] = {}  # day -> its first second, None if uneven
         self._max = max_cached
 
@@ -227,8 +231,7 @@ class DateParser:
         epoch = self._parse(text)
         if epoch is not None:
             if len(self.cache) >= self._max:
-                self.cache.clear()
-                self._days.clear()
+                self._clear()
             self.cache[text] = epoch
         return epoch
 
@@ -242,8 +245,7 @@ class DateParser:
         except KeyError:
             pass
         if len(cache) > self._max:
-            cache.clear()
-            self._days.clear()
+            self._clear()
         parse = self._parse
         invalid = False
         for text in set(texts).difference(cache):
@@ -257,12 +259,29 @@ class DateParser:
             return [get(text) for text in texts]
         return list(map(cache.__getitem__, texts))
 
+    def _clear(self) -> None:
+        self.cache.clear()
+        self._minutes.clear()
+        self._days.clear()
+
     def _parse(self, text: str) -> int | None:
-        if _DATE.fullmatch(text) is None:
+        second = _SECONDS.get(text[16:])
+        if second is None:
+            return None
+        minute = self._minutes.get(text[:16], -1)
+        if minute == -1:
+            if len(self._minutes) >= self._max:  # invalid dates never reach `cache`
+                self._minutes.clear()
+                self._days.clear()
+            minute = self._minutes[text[:16]] = self._minute(text[:16])
+        return None if minute is None else minute + second
+
+    def _minute(self, text: str) -> int | None:
+        if _MINUTE.fullmatch(text) is None:
             return None
         # The pattern fixed every position, so fields can be sliced rather than grouped.
-        h, mi, s = int(text[11:13]), int(text[14:16]), int(text[17:19])
-        if h > 23 or mi > 59 or s > 59:
+        h, mi = int(text[11:13]), int(text[14:16])
+        if h > 23 or mi > 59:
             return None
         day = text[:10]
         start = self._days.get(day, -1)
@@ -271,10 +290,10 @@ class DateParser:
                 int(text[:4]), int(text[5:7]), int(text[8:10])
             )
         if start is not None:
-            return start + h * 3600 + mi * 60 + s
+            return start + h * 3600 + mi * 60
         y, mo, d = int(text[:4]), int(text[5:7]), int(text[8:10])
         try:
-            return int(datetime(y, mo, d, h, mi, s, tzinfo=self.zone).timestamp())
+            return int(datetime(y, mo, d, h, mi, tzinfo=self.zone).timestamp())
         except ValueError:
             return None
 

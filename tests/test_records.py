@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from datetime import date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -164,6 +165,35 @@ def test_dates_are_wall_time_of_the_operation_zone():
 
 
 @pytest.mark.parametrize(
+    ("zone", "day"),
+    [
+        ("America/Santiago", date(2026, 4, 4)),  # clocks back at midnight
+        ("America/Santiago", date(2026, 9, 5)),  # forward at midnight: 00:xx does not exist
+        ("Europe/Madrid", date(2026, 10, 25)),  # 02:00-03:00 twice
+        ("Australia/Lord_Howe", date(2026, 4, 5)),  # half an hour back
+        ("America/Bogota", date(2026, 3, 8)),  # no DST at all
+    ],
+)
+def test_every_second_around_an_offset_change_agrees_with_datetime(zone, day):
+    tz = ZoneInfo(zone)
+    parser = DateParser(tz, max_cached=1_000)  # caches cleared several times on the way
+    texts, expected = [], []
+    for offset in range(0, 3 * 86_400, 7):
+        wall = datetime(day.year, day.month, day.day) + timedelta(seconds=offset)
+        texts.append(wall.strftime("%Y-%m-%d %H:%M:%S"))
+        expected.append(int(wall.replace(tzinfo=tz).timestamp()))
+    assert parser.many(texts) == expected
+    assert [parser(t) for t in texts[::50]] == expected[::50]
+
+
+def test_a_stream_of_invalid_dates_does_not_grow_the_caches():
+    parser = DateParser(ZoneInfo("America/Bogota"), max_cached=100)
+    bad = [f"2026-02-30 {h:02d}:{m:02d}:00" for h in range(24) for m in range(60)]
+    assert parser.many(bad) == [None] * len(bad)
+    assert len(parser._minutes) <= 100 and len(parser._days) <= 100
+
+
+@pytest.mark.parametrize(
     "text",
     [
         "2026-01-18T19:34:31",
@@ -173,6 +203,10 @@ def test_dates_are_wall_time_of_the_operation_zone():
         "",
         "٢٠٢٦-01-18 19:34:31",
         "2026-01-18 19:34:31.5",
+        "2026-01-18 19:34:60",
+        "2026-01-18 19:60:00",
+        "2026-01-18 19:34: 1",
+        "2026-01-18 19:34:31 ",
     ],
 )
 def test_dates_are_parsed_strictly(text):
