@@ -8,6 +8,7 @@ Counter.labels().inc() per record), as a second ratio.
 from __future__ import annotations
 
 import json
+import time
 
 from prometheus_client import CollectorRegistry, Counter
 
@@ -23,6 +24,21 @@ def ours(body: bytes, first: int, last: int) -> Tally:
     tally = Tally(ZONE, 300, Labels())
     tally.ingest(decode(body), first, last)
     return tally
+
+
+def into_busy_tally(body: bytes, first: int, last: int, repeat: int = 9) -> float:
+    """Best time to ingest the answer into a tally that already counted another full answer,
+    the situation of a catch-up after an outage: the dedupe and session stores are twice as
+    large and the label caches hold other values. The setup is not timed."""
+    other, o_first, o_last = answer_bytes(RECORDS, seed=2, start=last + 1)
+    best = float("inf")
+    for _ in range(repeat):
+        tally = Tally(ZONE, 300, Labels())
+        tally.ingest(decode(other), o_first, o_last)
+        started = time.perf_counter()
+        tally.ingest(decode(body), first, last)
+        best = min(best, time.perf_counter() - started)
+    return best
 
 
 def naive(body: bytes) -> None:
@@ -61,6 +77,9 @@ def main() -> None:
         print(f"  json.loads alone:            {f * 1000:7.1f} ms  (1.00x)")
         print(f"  wolkvox-exporter ingest:     {o * 1000:7.1f} ms  ({o / f:.2f}x)  target <= 1.50x")
         print(f"  naive json + labels().inc(): {n * 1000:7.1f} ms  ({n / f:.2f}x)")
+    busy = into_busy_tally(body, first, last)
+    print("for information (no target): into a tally that already holds a full answer")
+    print(f"  wolkvox-exporter ingest:     {busy * 1000:7.1f} ms  ({busy / floor:.2f}x)")
 
 
 if __name__ == "__main__":
