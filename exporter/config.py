@@ -148,6 +148,9 @@ class Polling(_Model):
     settle_delay: Duration = 60.0
     lookback: Duration = 300.0
     max_catchup: Duration = 86400.0
+    # The longest range one catch-up request may cover (whole intervals, at least one). The
+    # poller uses less when recent traffic would fill more than a quarter of the record cap.
+    catchup_span: Duration = 3600.0
     request_spacing: Duration = 1.0
     max_records_per_request: int = Field(default=6000, ge=2)
     connect_timeout: Duration = 10.0

@@ -211,6 +211,7 @@ class Poller:
             settle_delay=int(self.polling.settle_delay),
             lookback=int(self.polling.lookback),
             max_catchup=int(self.polling.max_catchup),
+            span=self._catchup_span(),
         )
         self.origin = plan.origin
         if plan.skipped:
@@ -232,9 +233,10 @@ class Poller:
                     self.commit()  # a long catch-up shows progress and keeps it
             with self.lock:
                 if plan.pieces:
-                    last = plan.pieces[-1].window
-                    keep_from = last.start - int(self.polling.lookback) - 2 * self.interval
-                    self.tally.publish(last.start, now, keep_from)
+                    # The last complete interval, also when the last piece spans several.
+                    last = windowing.align_down(plan.pieces[-1].window.end - 1, self.interval)
+                    keep_from = last - int(self.polling.lookback) - 2 * self.interval
+                    self.tally.publish(last, now, keep_from)
                 self._health.up = True
                 self._health.polled = True
                 self._health.last_success = now
@@ -267,6 +269,22 @@ class Poller:
                 },
             )
         return True
+
+    def _catchup_span(self) -> int:
+        """How many intervals one request may cover when the poller is behind.
+
+        Up to `catchup_span`, so that a day's catch-up is a few dozen requests rather than 288;
+        fewer when the busiest recent window, times the span, would pass a quarter of the record
+        cap. An answer at the cap is halved and asked again, which costs more requests than it
+        saves, and the quarter leaves room for traffic busier than the recent windows (an outage
+        that began at night and ends at noon). With no recent window known: one interval.
+        """
+        most = int(self.polling.catchup_span) // self.interval
+        recent = [sum(counts.values()) for counts in self.tally.by_window.values()]
+        if most <= 1 or not recent:
+            return 1
+        budget = self.polling.max_records_per_request // 4
+        return max(1, min(most, budget // max(1, max(recent))))
 
     def _read_quota(self, now: float) -> None:
         """Refresh the token's daily quota at most every token_info_interval; a failure here

@@ -21,7 +21,8 @@ class Window:
 
 @dataclass(frozen=True)
 class Piece:
-    """One request of a poll: the window it completes and the inclusive range to ask for."""
+    """One request of a poll: the window it completes (several intervals long when catching
+    up) and the inclusive range to ask for."""
 
     window: Window
     first: int
@@ -48,8 +49,10 @@ def plan(
     settle_delay: int,
     lookback: int,
     max_catchup: int,
+    span: int = 1,
 ) -> Plan:
-    """Cut the span from the cursor to `now - settle_delay` into complete windows, oldest first.
+    """Cut the span from the cursor to `now - settle_delay` into complete windows, oldest first,
+    each at most `span` intervals long (one request each).
 
     With no cursor (first start, no state) only the last complete window is read: history belongs to
     backfill, not to the live poller. A cursor older than `max_catchup` is moved forward and the gap
@@ -68,7 +71,7 @@ def plan(
     pieces: list[Piece] = []
     start = cursor
     while start < limit:
-        end = min(align_down(start, interval) + interval, limit)
+        end = min(align_down(start, interval) + span * interval, limit)
         reach = 1 + (lookback if not pieces else 0)
         first = max(origin, start - reach)
         pieces.append(Piece(Window(start, end), first, end - 1))

@@ -60,7 +60,9 @@ def test_without_lookback_late_rows_are_missed_which_is_why_it_exists(sim_factor
 
 def test_failed_polls_keep_the_cursor_and_the_catch_up_is_exact(sim_factory):
     clock = Clock(START)
-    traffic = Traffic(seed=5, rate_per_minute=80, late_fraction=0.1, late_max=100)
+    traffic = Traffic(
+        seed=5, rate_per_minute=80, daily_curve=False, late_fraction=0.1, late_max=100
+    )
     sim, url = sim_factory(traffic, clock)
     poller = make_poller(make_config(url, retries=0), clock)
     run_polls(poller, clock, 5, 300, 60)
@@ -74,7 +76,54 @@ def test_failed_polls_keep_the_cursor_and_the_catch_up_is_exact(sim_factory):
     sim.tokens.add(TOKEN)
     run_polls(poller, clock, 1, 300, 60)
     assert poller.snapshot().up
-    assert poller.snapshot().requests[Outcome.SUCCESS] == 5 + 7  # caught up in interval pieces
+    # Seven windows to catch up at about 400 rows each: three requests of up to three windows
+    # (a quarter of the 6,000-row cap), not seven.
+    assert poller.snapshot().requests[Outcome.SUCCESS] == 5 + 3
+    assert_exact(poller, traffic, clock)
+
+
+def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factory):
+    clock = Clock(START)
+    traffic = Traffic(
+        seed=6, rate_per_minute=20, late_fraction=0.1, late_max=200, duplicate_fraction=0.05
+    )
+    sim, url = sim_factory(traffic, clock)
+    poller = make_poller(make_config(url), clock)
+    run_polls(poller, clock, 3, 300, 60)
+    up = sim.stats.requests
+    down = set(sim.tokens)
+    sim.tokens.clear()
+    clock.now += 6 * 3600 + 1800  # six and a half hours of outage
+    poller.poll_once()
+    sim.tokens.update(down)
+    run_polls(poller, clock, 1, 300, 60)
+    snap = poller.snapshot()
+    assert snap.up
+    # 79 windows behind: six hour-long requests and one of seven windows, not 79.
+    assert snap.requests[Outcome.SUCCESS] == 3 + 7
+    assert sim.stats.requests == up + 1 + 7
+    assert_exact(poller, traffic, clock)
+    # The last-window gauge shows the last five minutes, not the last request's hour.
+    last = windowing.align_down(clock.now - 60, 300) - 300
+    window_rows = traffic.rows(last, last + 299, now=clock.now)
+    assert sum(snap.last_window.values()) == len(window_rows)
+
+
+def test_a_busy_operation_catches_up_one_window_per_request(sim_factory):
+    """Traffic that would fill the record cap in a few windows: catch-up requests stay one
+    interval long, so none comes back full and has to be halved."""
+    clock = Clock(START)
+    traffic = Traffic(seed=7, rate_per_minute=60, daily_curve=False)
+    sim, url = sim_factory(traffic, clock, cap=1000)
+    poller = make_poller(make_config(url, max_records_per_request=1000, retries=0), clock)
+    run_polls(poller, clock, 2, 300, 60)
+    sim.tokens.clear()
+    run_polls(poller, clock, 4, 300, 60)
+    sim.tokens.add(TOKEN)
+    run_polls(poller, clock, 1, 300, 60)
+    snap = poller.snapshot()
+    assert snap.requests[Outcome.SUCCESS] == 2 + 5
+    assert snap.requests[Outcome.TOO_MANY_RECORDS] == 0
     assert_exact(poller, traffic, clock)
 
 

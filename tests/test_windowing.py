@@ -60,6 +60,22 @@ def test_catch_up_is_cut_into_interval_pieces_and_bounded():
     assert all(p.first == p.window.start - 1 for p in plan.pieces[1:])
 
 
+def test_catch_up_pieces_span_several_intervals_when_asked():
+    plan = windowing.plan(
+        cursor=T0 - 3 * 3600,
+        origin=T0 - 86400,
+        now=T0 + 60,
+        interval=300,
+        settle_delay=60,
+        lookback=300,
+        max_catchup=86400,
+        span=5,
+    )
+    assert [p.window.end - p.window.start for p in plan.pieces] == [1500] * 7 + [300]
+    assert plan.pieces[0].first == T0 - 3 * 3600 - 301
+    assert plan.pieces[-1].last == T0 - 1
+
+
 def test_nothing_to_do_before_the_window_is_complete():
     plan = windowing.plan(
         cursor=T0,
@@ -78,11 +94,12 @@ def test_nothing_to_do_before_the_window_is_complete():
     settle=st.integers(0, 600),
     lookback=st.integers(0, 1800),
     catchup_windows=st.integers(1, 50),
+    span=st.integers(1, 12),
     steps=st.lists(st.tuples(st.integers(0, 4000), st.booleans()), min_size=1, max_size=40),
 )
 @settings(max_examples=300, deadline=None)
 def test_windows_cover_time_without_gaps_or_overlaps(
-    interval, settle, lookback, catchup_windows, steps
+    interval, settle, lookback, catchup_windows, span, steps
 ):
     """Whatever the poll times and whichever polls fail, committed windows tile time exactly."""
     max_catchup = catchup_windows * interval
@@ -100,6 +117,7 @@ def test_windows_cover_time_without_gaps_or_overlaps(
             settle_delay=settle,
             lookback=lookback,
             max_catchup=max_catchup,
+            span=span,
         )
         origin = plan.origin
         if plan.skipped:
@@ -107,7 +125,8 @@ def test_windows_cover_time_without_gaps_or_overlaps(
             committed.append(windowing.Window(cursor, cursor + plan.skipped))  # a declared gap
         for piece in plan.pieces:
             w = piece.window
-            assert 0 < w.end - w.start <= interval
+            assert 0 < w.end - w.start <= span * interval
+            assert w.end % interval == 0  # pieces end on interval boundaries: windows stay whole
             assert w.end <= now - settle
             # The request range covers the window, reaches back at most lookback + 1s, not before origin.
             assert piece.first <= w.start and piece.last == w.end - 1
