@@ -143,6 +143,19 @@ class WolkvoxCollector(Collector):
             "token_info at its last read.",
             labels=["operation"],
         )
+        skipped = CounterMetricFamily(
+            "wolkvox_skipped_seconds",
+            "Seconds of records given up without counting them, because the poller was further "
+            "behind than polling.max_catchup (a long outage or quota pause); backfill recovers "
+            "them.",
+            labels=["operation"],
+        )
+        last_skip = GaugeMetricFamily(
+            "wolkvox_last_skip_timestamp_seconds",
+            "Unix time at which the poller last gave up a span of records (see "
+            "wolkvox_skipped_seconds_total); absent if it never did.",
+            labels=["operation"],
+        )
         build = GaugeMetricFamily(
             "wolkvox_exporter_build_info",
             "A metric with a constant 1 value labelled by the exporter's version.",
@@ -189,6 +202,9 @@ class WolkvoxCollector(Collector):
                 quota_limit.add_metric([op], s.quota_limit)
             if s.quota_used is not None:
                 quota_used.add_metric([op], s.quota_used)
+            skipped.add_metric([op], s.skipped_seconds)
+            if s.last_skip is not None:
+                last_skip.add_metric([op], s.last_skip)
 
         yield from (
             interactions,
@@ -209,5 +225,7 @@ class WolkvoxCollector(Collector):
             customers,
             quota_limit,
             quota_used,
+            skipped,
+            last_skip,
             build,
         )

@@ -56,6 +56,8 @@ class Snapshot:
     customers_last_window: dict[str, int]
     quota_limit: int | None = None
     quota_used: int | None = None
+    skipped_seconds: int = 0
+    last_skip: float | None = None
 
 
 def snapshot_of(
@@ -73,6 +75,8 @@ def snapshot_of(
     quota_exhausted: bool = False,
     quota_limit: int | None = None,
     quota_used: int | None = None,
+    skipped_seconds: int = 0,
+    last_skip: float | None = None,
 ) -> Snapshot:
     """A snapshot of a Tally's counts with the poller's health; a backfill, which has no
     poller, leaves the health at these defaults."""
@@ -100,6 +104,8 @@ def snapshot_of(
         customers_last_window=dict(t.customers_last_window),
         quota_limit=quota_limit,
         quota_used=quota_used,
+        skipped_seconds=skipped_seconds,
+        last_skip=last_skip,
     )
 
 
@@ -113,6 +119,8 @@ class _Health:
     buckets: list[int] = field(default_factory=lambda: [0] * len(DURATION_BUCKETS))
     duration_count: int = 0
     duration_sum: float = 0.0
+    skipped_seconds: int = 0  # given up past max_catchup: a loss, so a counter and an alert
+    last_skip: float | None = None
 
 
 class Poller:
@@ -168,6 +176,8 @@ class Poller:
         self.tally.restore(saved)
         for outcome, n in saved.requests.items():
             self._health.requests[outcome] = n
+        self._health.skipped_seconds = saved.skipped_seconds
+        self._health.last_skip = saved.last_skip
         if saved.quota_paused_until is not None:
             self.gate.pause(self.client.token, saved.quota_paused_until)
 
@@ -178,6 +188,8 @@ class Poller:
                 origin=self.origin,
                 requests=dict(self._health.requests),
                 quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
+                skipped_seconds=self._health.skipped_seconds,
+                last_skip=self._health.last_skip,
                 **self.tally.export(),
             )
 
@@ -215,12 +227,21 @@ class Poller:
         )
         self.origin = plan.origin
         if plan.skipped:
+            resume = plan.pieces[0].window.start
             log.warning(
                 "cursor was further behind than max_catchup; rows dated in the skipped span are "
-                "not counted (backfill them if needed)",
-                extra={"operation": self.name, "skipped": format_duration(plan.skipped)},
+                "not counted (backfill them: wolkvox-exporter backfill --from FROM --to TO)",
+                extra={
+                    "operation": self.name,
+                    "skipped": format_duration(plan.skipped),
+                    "from": _wall(resume - plan.skipped, self.op.zone),
+                    "to": _wall(resume, self.op.zone),
+                },
             )
-            self._advance(plan.pieces[0].window.start)
+            with self.lock:
+                self._health.skipped_seconds += plan.skipped
+                self._health.last_skip = now
+            self._advance(resume)
         progressed = False
         try:
             for piece in plan.pieces:
@@ -400,6 +421,8 @@ class Poller:
                 quota_exhausted=self.gate.paused_until(self.client.token, self.clock()) is not None,
                 quota_limit=self._quota[0],
                 quota_used=self._quota[1],
+                skipped_seconds=h.skipped_seconds,
+                last_skip=h.last_skip,
             )
 
     @property
@@ -414,6 +437,11 @@ def _next_local_midnight(now: float, zone: ZoneInfo) -> float:
     local = datetime.fromtimestamp(now, zone)
     tomorrow = (local + timedelta(days=1)).date()
     return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).timestamp() + 60
+
+
+def _wall(ts: float, zone: ZoneInfo) -> str:
+    """Epoch seconds as the operation's wall time, in backfill's --from/--to format."""
+    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _iso(ts: float) -> str:

@@ -42,6 +42,8 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     transferred_total: dict[str, int] = {}
     sessions: list[tuple[int, int, bool]] = []  # bucket filed under, session digest, transferred
     customers_last_window: dict[str, int] = {}  # counts only; the customer hashes are not saved
+    skipped_seconds: int = 0  # given up past max_catchup, never counted
+    last_skip: float | None = None  # when the last span was given up
 
 
 class StateFile(msgspec.Struct, forbid_unknown_fields=True):

@@ -56,7 +56,8 @@ def plan(
 
     With no cursor (first start, no state) only the last complete window is read: history belongs to
     backfill, not to the live poller. A cursor older than `max_catchup` is moved forward and the gap
-    reported in `skipped`, so a long outage does not turn into thousands of requests.
+    reported in `skipped`, so a long outage does not turn into thousands of requests. Rows dated
+    in the skipped span are then not counted at all, not even by the look-back re-read.
     """
     limit = align_down(now - settle_delay, interval)
     if cursor is None:
@@ -73,6 +74,8 @@ def plan(
     while start < limit:
         end = min(align_down(start, interval) + span * interval, limit)
         reach = 1 + (lookback if not pieces else 0)
+        if skipped and not pieces:
+            reach = 0  # the span before was given up whole, so that backfill recovers it exactly
         first = max(origin, start - reach)
         pieces.append(Piece(Window(start, end), first, end - 1))
         start = end

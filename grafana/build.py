@@ -531,6 +531,15 @@ def exporter_health() -> dict[str, Any]:
             (16, 23, 8, 6),
             "Value",
         ),
+        timeseries(
+            "Time given up uncounted",
+            "Seconds of records the poller gave up because it was further behind than "
+            "polling.max_catchup; a step up is a gap to backfill (see the WolkvoxDataSkipped "
+            "runbook).",
+            [target(f"wolkvox_skipped_seconds_total{{{OP}}}", "{{operation}}")],
+            (0, 29, 24, 6),
+            "s",
+        ),
     ]
     return dashboard(
         "wolkvox-exporter-health",

@@ -157,12 +157,15 @@ def sim_factory() -> Iterator[Any]:
 
 @pytest.fixture
 def exposed_names(sim_factory: Any) -> set[str]:
-    """Every sample name the exporter exposes after a poll of simulated traffic, the optional
-    token quota gauges included: what rules and dashboards may read."""
+    """Every sample name the exporter exposes after polls of simulated traffic, the optional
+    token quota gauges and the skip timestamp (after a gap past max_catchup) included: what
+    rules and dashboards may read."""
     clock = Clock(1_790_000_100)
     _, url = sim_factory(simulator.Traffic(seed=1), clock)
-    poller = make_poller(make_config(url, token_info_interval="1h"), clock)
+    poller = make_poller(make_config(url, token_info_interval="1h", max_catchup="10m"), clock)
     clock.now += 400
+    poller.poll_once()
+    clock.now += 3600
     poller.poll_once()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector([poller], 300))

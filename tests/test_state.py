@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from exporter import windowing
@@ -129,3 +130,43 @@ def test_an_unwritable_state_path_is_logged_and_the_poller_keeps_counting(
     poll(poller, clock, 2)
     assert poller.snapshot().up
     assert "could not save state" in caplog.text
+
+
+def test_a_span_given_up_past_max_catchup_is_counted_logged_and_kept(sim_factory, tmp_path, caplog):
+    """Skipping is the one way the exporter loses records on purpose: it must show as a metric
+    that survives restarts, and the log must say what to backfill."""
+    clock = Clock(START)
+    traffic = Traffic(seed=12, rate_per_minute=30, daily_curve=False)
+    _, url = sim_factory(traffic, clock)
+    cfg = make_config(url, max_catchup="1h")
+    path = tmp_path / "state.json"
+    poller = restart(cfg, clock, path)
+    poll(poller, clock, 2)
+    assert poller.snapshot().skipped_seconds == 0 and poller.snapshot().last_skip is None
+    resumed_from = poller.cursor
+    assert resumed_from is not None
+    clock.now += 3 * 3600  # down for three hours; max_catchup covers only the last one
+    with caplog.at_level(logging.WARNING):
+        poller = restart(cfg, clock, path)
+        poll(poller, clock, 1)
+    snap = poller.snapshot()
+    assert snap.collected_until is not None
+    gap = snap.collected_until - 3600 - resumed_from
+    assert gap > 3600 and gap % 300 == 0
+    assert snap.skipped_seconds == gap and snap.last_skip == clock.now
+    (record,) = [r for r in caplog.records if "max_catchup" in r.getMessage()]
+    # The span, as wall time of the operation (Bogota, UTC-5), ready for backfill --from/--to.
+    assert record.__dict__["from"] == _wall(resumed_from)
+    assert record.__dict__["to"] == _wall(resumed_from + gap)
+    # Counted: what came before the outage and the last hour; not the skipped span.
+    assert poller.origin is not None
+    rows = traffic.rows(poller.origin, resumed_from - 1, now=clock.now)
+    rows += traffic.rows(resumed_from + gap, snap.collected_until - 1, now=clock.now)
+    assert snap.interactions == dict(expected_counts(rows))
+    poller = restart(cfg, clock, path)
+    assert poller.snapshot().skipped_seconds == gap
+    assert poller.snapshot().last_skip == snap.last_skip
+
+
+def _wall(epoch: int) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch - 5 * 3600))

@@ -55,8 +55,9 @@ def test_catch_up_is_cut_into_interval_pieces_and_bounded():
     assert plan.skipped == 86400 * 3 - 3600
     assert len(plan.pieces) == 12
     assert all(p.window.end - p.window.start == 300 for p in plan.pieces)
-    # Only the first piece re-reads the look-back; the others overlap by one second.
-    assert plan.pieces[0].first == plan.pieces[0].window.start - 301
+    # After a skip the first piece does not re-read the look-back: the skipped span is given up
+    # whole, for backfill. The others overlap by one second.
+    assert plan.pieces[0].first == plan.pieces[0].window.start
     assert all(p.first == p.window.start - 1 for p in plan.pieces[1:])
 
 
