@@ -72,12 +72,17 @@ def test_the_images_health_check_passes_on_a_live_exporter_and_fails_without_one
 
 
 def test_the_build_stage_inputs_make_a_working_wheel(tmp_path):
-    """The build stage copies only pyproject.toml, README.md and exporter/: enough for a wheel."""
+    """What the build stage copies (read from the Dockerfile's first stage) is enough
+    for a wheel, which carries the licence text."""
     src = tmp_path / "src"
     src.mkdir()
-    for name in ("pyproject.toml", "README.md"):
-        (src / name).write_bytes((ROOT / name).read_bytes())
-    subprocess.run(["cp", "-r", str(ROOT / "exporter"), str(src / "exporter")], check=True)
+    build_stage = re.sub(r"\\\n\s*", " ", DOCKERFILE).split("\nFROM ")[1]
+    copies = re.findall(r"^COPY\s+(.+)$", build_stage, re.M)
+    assert copies
+    for copy in copies:
+        *sources, _ = copy.split()
+        for source in sources:
+            subprocess.run(["cp", "-r", str(ROOT / source), str(src / source)], check=True)
     out = subprocess.run(
         [
             sys.executable,
@@ -98,6 +103,7 @@ def test_the_build_stage_inputs_make_a_working_wheel(tmp_path):
         [sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True
     ).stdout
     assert "exporter/cli.py" in listing and "entry_points.txt" in listing
+    assert "licenses/LICENSE" in listing
 
 
 def test_compose_prometheus_config_is_valid_and_scrapes_the_exporter_service():
