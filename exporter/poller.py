@@ -9,6 +9,7 @@ dedupe store and not counted twice.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -281,11 +282,13 @@ class Poller:
         finally:
             self.commit()
         if plan.pieces:
+            covered = plan.pieces[-1].window.end - plan.pieces[0].window.start
             log.info(
                 "poll done",
                 extra={
                     "operation": self.name,
-                    "windows": len(plan.pieces),
+                    "windows": math.ceil(covered / self.interval),
+                    "ranges": len(plan.pieces),  # one request each, unless split at the cap
                     "collected_until": self.cursor,
                 },
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from zoneinfo import ZoneInfo
 
@@ -82,7 +83,7 @@ def test_failed_polls_keep_the_cursor_and_the_catch_up_is_exact(sim_factory):
     assert_exact(poller, traffic, clock)
 
 
-def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factory):
+def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factory, caplog):
     clock = Clock(START)
     traffic = Traffic(
         seed=6, rate_per_minute=20, late_fraction=0.1, late_max=200, duplicate_fraction=0.05
@@ -96,9 +97,12 @@ def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factor
     clock.now += 6 * 3600 + 1800  # six and a half hours of outage
     poller.poll_once()
     sim.tokens.update(down)
-    run_polls(poller, clock, 1, 300, 60)
+    with caplog.at_level(logging.INFO, logger="exporter.poller"):
+        run_polls(poller, clock, 1, 300, 60)
     snap = poller.snapshot()
     assert snap.up
+    (done,) = [r for r in caplog.records if r.getMessage() == "poll done"]
+    assert (done.__dict__["windows"], done.__dict__["ranges"]) == (79, 7)
     # 79 windows behind: six hour-long requests and one of seven windows, not 79.
     assert snap.requests[Outcome.SUCCESS] == 3 + 7
     assert sim.stats.requests == up + 1 + 7
