@@ -149,7 +149,7 @@ class Polling(_Model):
     lookback: Duration = 300.0
     max_catchup: Duration = 86400.0
     # The longest range one catch-up request may cover (whole intervals, at least one). The
-    # poller uses less when recent traffic would fill more than a quarter of the record cap.
+    # poller covers less when the traffic it just read would fill more than half the record cap.
     catchup_span: Duration = 3600.0
     request_spacing: Duration = 1.0
     max_records_per_request: int = Field(default=6000, ge=2)

@@ -9,7 +9,6 @@ dedupe store and not counted twice.
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import time
 from collections.abc import Callable
@@ -224,7 +223,6 @@ class Poller:
             settle_delay=int(self.polling.settle_delay),
             lookback=int(self.polling.lookback),
             max_catchup=int(self.polling.max_catchup),
-            span=self._catchup_span(),
         )
         self.origin = plan.origin
         if plan.skipped:
@@ -244,21 +242,27 @@ class Poller:
                 self._health.last_skip = now
             self._advance(resume)
         progressed = False
+        ranges = 0
         try:
-            for piece in plan.pieces:
+            pending = list(plan.pieces)
+            span = self._catchup_span(self._busiest_recent_window())
+            while pending:
                 if self.stop.is_set():
                     return False
-                self._fetch(piece.first, piece.last)
+                taken, pending = pending[:span], pending[span:]
+                piece = windowing.merge(taken)
+                received = self._fetch(piece.first, piece.last)
+                ranges += 1
                 self._advance(piece.window.end)
                 progressed = True
+                span = self._catchup_span(received / len(taken))
                 if time.monotonic() - self._committed_at > COMMIT_EVERY:
                     self.commit()  # a long catch-up shows progress and keeps it
             with self.lock:
                 if plan.pieces:
-                    # The last complete interval, also when the last piece spans several.
-                    last = windowing.align_down(plan.pieces[-1].window.end - 1, self.interval)
-                    keep_from = last - int(self.polling.lookback) - 2 * self.interval
-                    self.tally.publish(last, now, keep_from)
+                    last = plan.pieces[-1].window
+                    keep_from = last.start - int(self.polling.lookback) - 2 * self.interval
+                    self.tally.publish(last.start, now, keep_from)
                 self._health.up = True
                 self._health.polled = True
                 self._health.last_success = now
@@ -282,33 +286,35 @@ class Poller:
         finally:
             self.commit()
         if plan.pieces:
-            covered = plan.pieces[-1].window.end - plan.pieces[0].window.start
             log.info(
                 "poll done",
                 extra={
                     "operation": self.name,
-                    "windows": math.ceil(covered / self.interval),
-                    "ranges": len(plan.pieces),  # one request each, unless split at the cap
+                    "windows": len(plan.pieces),
+                    "ranges": ranges,  # one request each, unless split at the record cap
                     "collected_until": self.cursor,
                 },
             )
         return True
 
-    def _catchup_span(self) -> int:
-        """How many intervals one request may cover when the poller is behind.
+    def _catchup_span(self, rows_per_window: float | None) -> int:
+        """How many windows the next request may cover when the poller is behind.
 
-        Up to `catchup_span`, so that a day's catch-up is a few dozen requests rather than 288;
-        fewer when the busiest recent window, times the span, would pass a quarter of the record
-        cap. An answer at the cap is halved and asked again, which costs more requests than it
-        saves, and the quarter leaves room for traffic busier than the recent windows (an outage
-        that began at night and ends at noon). With no recent window known: one interval.
+        Up to `catchup_span`, so that a day's catch-up is a few dozen requests rather than 288,
+        while the windows at `rows_per_window` (the last request's, or at first the busiest
+        recent window's) stay under half the record cap. An answer at the cap is halved and asked
+        again, a request wasted; the other half leaves room for traffic that grows from one
+        request to the next (an operation opening in the morning). Unknown traffic: one window.
         """
         most = int(self.polling.catchup_span) // self.interval
-        recent = [sum(counts.values()) for counts in self.tally.by_window.values()]
-        if most <= 1 or not recent:
+        if most <= 1 or rows_per_window is None:
             return 1
-        budget = self.polling.max_records_per_request // 4
-        return max(1, min(most, budget // max(1, max(recent))))
+        budget = self.polling.max_records_per_request / 2
+        return max(1, min(most, int(budget // max(1.0, rows_per_window))))
+
+    def _busiest_recent_window(self) -> int | None:
+        """Rows of the busiest window still held for the last-window gauge, if any."""
+        return max((sum(c.values()) for c in self.tally.by_window.values()), default=None)
 
     def _read_quota(self, now: float) -> None:
         """Refresh the token's daily quota at most every token_info_interval; a failure here
@@ -354,16 +360,21 @@ class Poller:
             wake = max(wake, paused)
         return wake
 
-    def _fetch(self, first: int, last: int) -> None:
-        """Fetch and count one request range, halving it while the API says it holds too much."""
+    def _fetch(self, first: int, last: int) -> int:
+        """Fetch and count one request range, halving it while the API says it holds too much;
+        return the rows received."""
+        received = 0
 
         def count(answer: Answer, lo: int, hi: int) -> None:
+            nonlocal received
+            received += answer.size
             with self.lock:
                 self.tally.ingest(answer, lo, hi)
 
         fetch_within_cap(
             self.client, first, last, self.polling.max_records_per_request, count, self.name
         )
+        return received
 
     def _advance(self, end: int) -> None:
         assert self.origin is not None

@@ -10,6 +10,7 @@ dedupe store recognises rows it already counted, while a gap would lose rows for
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -21,8 +22,7 @@ class Window:
 
 @dataclass(frozen=True)
 class Piece:
-    """One request of a poll: the window it completes (several intervals long when catching
-    up) and the inclusive range to ask for."""
+    """One request of a poll: the window it completes and the inclusive range to ask for."""
 
     window: Window
     first: int
@@ -49,10 +49,8 @@ def plan(
     settle_delay: int,
     lookback: int,
     max_catchup: int,
-    span: int = 1,
 ) -> Plan:
-    """Cut the span from the cursor to `now - settle_delay` into complete windows, oldest first,
-    each at most `span` intervals long (one request each).
+    """Cut the span from the cursor to `now - settle_delay` into complete windows, oldest first.
 
     With no cursor (first start, no state) only the last complete window is read: history belongs to
     backfill, not to the live poller. A cursor older than `max_catchup` is moved forward and the gap
@@ -72,7 +70,7 @@ def plan(
     pieces: list[Piece] = []
     start = cursor
     while start < limit:
-        end = min(align_down(start, interval) + span * interval, limit)
+        end = min(align_down(start, interval) + interval, limit)
         reach = 1 + (lookback if not pieces else 0)
         if skipped and not pieces:
             reach = 0  # the span before was given up whole, so that backfill recovers it exactly
@@ -80,6 +78,14 @@ def plan(
         pieces.append(Piece(Window(start, end), first, end - 1))
         start = end
     return Plan(tuple(pieces), skipped, origin)
+
+
+def merge(pieces: Sequence[Piece]) -> Piece:
+    """Consecutive pieces of a plan as one request: a catch-up asks for several windows at once
+    when they hold few rows. The range still reaches back as far as the first piece's did."""
+    return Piece(
+        Window(pieces[0].window.start, pieces[-1].window.end), pieces[0].first, pieces[-1].last
+    )
 
 
 def split(first: int, last: int) -> list[tuple[int, int]] | None:

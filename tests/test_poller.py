@@ -77,9 +77,9 @@ def test_failed_polls_keep_the_cursor_and_the_catch_up_is_exact(sim_factory):
     sim.tokens.add(TOKEN)
     run_polls(poller, clock, 1, 300, 60)
     assert poller.snapshot().up
-    # Seven windows to catch up at about 400 rows each: three requests of up to three windows
-    # (a quarter of the 6,000-row cap), not seven.
-    assert poller.snapshot().requests[Outcome.SUCCESS] == 5 + 3
+    # Seven windows to catch up at 400-odd rows each: a request of six (under half the
+    # 6,000-row cap), then one for the last, not seven.
+    assert poller.snapshot().requests[Outcome.SUCCESS] == 5 + 2
     assert_exact(poller, traffic, clock)
 
 
@@ -111,6 +111,30 @@ def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factor
     last = windowing.align_down(clock.now - 60, 300) - 300
     window_rows = traffic.rows(last, last + 299, now=clock.now)
     assert sum(snap.last_window.values()) == len(window_rows)
+
+
+def test_catch_up_requests_shrink_as_soon_as_traffic_grows(sim_factory, caplog):
+    """An operation closed at night and opening during the outage: hour-long requests while it
+    is closed, then, after the one request that finds the traffic, as many windows as fit half
+    the record cap."""
+    clock = Clock(START)
+    opens = START + 2 * 3600 + 1234
+    traffic = Traffic(seed=4, rate_per_minute=40, daily_curve=False, start=opens)
+    sim, url = sim_factory(traffic, clock, cap=1000)
+    poller = make_poller(make_config(url, max_records_per_request=1000), clock)
+    run_polls(poller, clock, 3, 300, 60)  # closed: empty windows
+    before = sim.stats.requests
+    clock.now += 5 * 3600
+    with caplog.at_level(logging.INFO, logger="exporter.poller"):
+        run_polls(poller, clock, 1, 300, 60)
+    (done,) = [r for r in caplog.records if r.getMessage() == "poll done"]
+    windows, ranges = done.__dict__["windows"], done.__dict__["ranges"]
+    assert windows == 61
+    # Two closed hours, the hour the traffic starts in (over the 1,000-row cap, so it is split),
+    # then 200 rows a window: two or three windows a request.
+    assert ranges == 2 + 1 + 13
+    assert sim.stats.requests - before == 20  # the splits included; 61 one window at a time
+    assert_exact(poller, traffic, clock)
 
 
 def test_a_busy_operation_catches_up_one_window_per_request(sim_factory):

@@ -61,7 +61,7 @@ def test_catch_up_is_cut_into_interval_pieces_and_bounded():
     assert all(p.first == p.window.start - 1 for p in plan.pieces[1:])
 
 
-def test_catch_up_pieces_span_several_intervals_when_asked():
+def test_consecutive_pieces_merge_into_one_request_that_keeps_the_first_ones_reach():
     plan = windowing.plan(
         cursor=T0 - 3 * 3600,
         origin=T0 - 86400,
@@ -70,11 +70,12 @@ def test_catch_up_pieces_span_several_intervals_when_asked():
         settle_delay=60,
         lookback=300,
         max_catchup=86400,
-        span=5,
     )
-    assert [p.window.end - p.window.start for p in plan.pieces] == [1500] * 7 + [300]
-    assert plan.pieces[0].first == T0 - 3 * 3600 - 301
-    assert plan.pieces[-1].last == T0 - 1
+    merged = [windowing.merge(plan.pieces[i : i + 5]) for i in range(0, len(plan.pieces), 5)]
+    assert [m.window.end - m.window.start for m in merged] == [1500] * 7 + [300]
+    assert merged[0].first == T0 - 3 * 3600 - 301  # the look-back of the poll's first piece
+    assert all(m.first == m.window.start - 1 for m in merged[1:])
+    assert merged[-1].last == T0 - 1
 
 
 def test_nothing_to_do_before_the_window_is_complete():
@@ -118,13 +119,16 @@ def test_windows_cover_time_without_gaps_or_overlaps(
             settle_delay=settle,
             lookback=lookback,
             max_catchup=max_catchup,
-            span=span,
         )
         origin = plan.origin
         if plan.skipped:
             assert cursor is not None
             committed.append(windowing.Window(cursor, cursor + plan.skipped))  # a declared gap
-        for piece in plan.pieces:
+        # The poller asks for up to `span` consecutive pieces at once.
+        requests = [
+            windowing.merge(plan.pieces[i : i + span]) for i in range(0, len(plan.pieces), span)
+        ]
+        for piece in requests:
             w = piece.window
             assert 0 < w.end - w.start <= span * interval
             assert w.end % interval == 0  # pieces end on interval boundaries: windows stay whole
@@ -133,9 +137,9 @@ def test_windows_cover_time_without_gaps_or_overlaps(
             assert piece.first <= w.start and piece.last == w.end - 1
             assert piece.first >= max(origin, w.start - lookback - 1)
         if plan.skipped:  # nothing of a skipped span is read, so backfill recovers it exactly
-            assert plan.pieces[0].first == plan.pieces[0].window.start
+            assert requests[0].first == requests[0].window.start
         if succeeds and plan.pieces:
-            committed.extend(p.window for p in plan.pieces)
+            committed.extend(p.window for p in requests)
             cursor = plan.pieces[-1].window.end
         elif not succeeds and plan.skipped and cursor is not None:
             committed.pop()  # the skip is re-planned next time
