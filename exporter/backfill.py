@@ -33,7 +33,7 @@ from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_c
 from exporter.collector import WolkvoxCollector
 from exporter.config import Config, Operation
 from exporter.poller import Snapshot, snapshot_of
-from exporter.records import Answer, DateParser, Record, decode_rows
+from exporter.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows
 from exporter.state import OperationState, StateStore, atomic_write
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class BackfillError(Exception):
 
 def parse_when(text: str, zone: Any) -> int:
     """`YYYY-mm-dd` or `YYYY-mm-ddTHH:MM:SS`, wall time of the operation's zone, to epoch seconds."""
-    for fmt in ("%Y-%m-%d", "%Y-%m-%dT%H:%M:%S"):
+    for fmt in ("%Y-%m-%d", WHEN_FORMAT):
         try:
             wall = datetime.strptime(text, fmt)
         except ValueError:

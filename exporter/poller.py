@@ -20,7 +20,7 @@ from exporter import windowing
 from exporter.aggregation import LabelKey, Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
 from exporter.config import Kpis, Labels, Operation, Polling, format_duration
-from exporter.records import Answer
+from exporter.records import Answer, format_when
 from exporter.state import OperationState, StateStore
 
 log = logging.getLogger(__name__)
@@ -233,8 +233,8 @@ class Poller:
                 extra={
                     "operation": self.name,
                     "skipped": format_duration(plan.skipped),
-                    "from": _wall(resume - plan.skipped, self.op.zone),
-                    "to": _wall(resume, self.op.zone),
+                    "from": format_when(resume - plan.skipped, self.op.zone),
+                    "to": format_when(resume, self.op.zone),
                 },
             )
             with self.lock:
@@ -451,11 +451,6 @@ def _next_local_midnight(now: float, zone: ZoneInfo) -> float:
     local = datetime.fromtimestamp(now, zone)
     tomorrow = (local + timedelta(days=1)).date()
     return datetime(tomorrow.year, tomorrow.month, tomorrow.day, tzinfo=zone).timestamp() + 60
-
-
-def _wall(ts: float, zone: ZoneInfo) -> str:
-    """Epoch seconds as the operation's wall time, in backfill's --from/--to format."""
-    return datetime.fromtimestamp(ts, zone).strftime("%Y-%m-%dT%H:%M:%S")
 
 
 def _iso(ts: float) -> str:

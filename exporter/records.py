@@ -313,3 +313,13 @@ class DateParser:
 def format_wall(epoch: int, zone: ZoneInfo) -> str:
     """Epoch seconds as the API's request date format, `YYYYmmddHHiiss`, in the operation's zone."""
     return datetime.fromtimestamp(epoch, zone).strftime("%Y%m%d%H%M%S")
+
+
+# How people give and are shown an instant of an operation: backfill's --from/--to, and the
+# log line that names a skipped span for it.
+WHEN_FORMAT = "%Y-%m-%dT%H:%M:%S"
+
+
+def format_when(epoch: float, zone: ZoneInfo) -> str:
+    """Epoch seconds as the operation's wall time in `WHEN_FORMAT`."""
+    return datetime.fromtimestamp(epoch, zone).strftime(WHEN_FORMAT)

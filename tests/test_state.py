@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 from exporter import windowing
+from exporter.backfill import parse_when
 from exporter.client import TokenGate
 from exporter.simulator import Reply, Traffic
 from exporter.state import StateStore
@@ -158,6 +159,9 @@ def test_a_span_given_up_past_max_catchup_is_counted_logged_and_kept(sim_factory
     # The span, as wall time of the operation (Bogota, UTC-5), ready for backfill --from/--to.
     assert record.__dict__["from"] == _wall(resumed_from)
     assert record.__dict__["to"] == _wall(resumed_from + gap)
+    zone = cfg.operations[0].zone
+    assert parse_when(record.__dict__["from"], zone) == resumed_from  # backfill takes them as-is
+    assert parse_when(record.__dict__["to"], zone) == resumed_from + gap
     # Counted: what came before the outage and the last hour; not the skipped span.
     assert poller.origin is not None
     rows = traffic.rows(poller.origin, resumed_from - 1, now=clock.now)
