@@ -71,9 +71,12 @@ def plan(
     start = cursor
     while start < limit:
         end = min(align_down(start, interval) + interval, limit)
-        reach = 1 + (lookback if not pieces else 0)
-        if skipped and not pieces:
+        if pieces:
+            reach = 1
+        elif skipped:
             reach = 0  # the span before was given up whole, so that backfill recovers it exactly
+        else:
+            reach = 1 + lookback
         first = max(origin, start - reach)
         pieces.append(Piece(Window(start, end), first, end - 1))
         start = end
