@@ -333,17 +333,7 @@ class Backfill:
             # Counter series that have samples already must not get another starting 0.
             for family, line in self._lines(op.name, tally, cursor):
                 self._seen_series.add((family, line.rsplit(" ", 2)[0]))
-        client = Client(
-            url=op.url,
-            token=op.secret(),
-            zone=op.zone,
-            gate=self.gate,
-            observe=self._observe,
-            connect_timeout=self.config.polling.connect_timeout,
-            timeout=self.config.polling.timeout,
-            retries=self.config.polling.retries,
-            retry_backoff=self.config.polling.retry_backoff,
-        )
+        client = Client.for_operation(op, self.config.polling, self.gate, self._observe)
         lookback = int(self.config.polling.lookback)
         try:
             while cursor < end:

@@ -214,16 +214,7 @@ def check(argv: Sequence[str]) -> int:
 
 def _connect(op: config.Operation, polling: config.Polling, gate: TokenGate) -> tuple[str, bool]:
     """One line on whether an operation's API answers and accepts the token, and its quota."""
-    c = Client(
-        url=op.url,
-        token=op.secret(),
-        zone=op.zone,
-        gate=gate,
-        observe=lambda *_: None,
-        connect_timeout=polling.connect_timeout,
-        timeout=polling.timeout,
-        retries=0,
-    )
+    c = Client.for_operation(op, polling, gate, lambda *_: None, retries=0)
     try:
         last = int(time.time() - polling.settle_delay)
         try:

@@ -22,6 +22,7 @@ import msgspec
 import requests
 
 from exporter import __version__, windowing
+from exporter.config import Operation, Polling
 from exporter.records import Answer, InvalidAnswer, decode, format_wall
 
 API = "diagram_9"
@@ -46,6 +47,7 @@ class Outcome(StrEnum):
     TOO_MANY_RECORDS = "too_many_records"
     BAD_REQUEST = "bad_request"
     HTTP_ERROR = "http_error"
+    NOT_FOUND = "not_found"
 
 
 TRANSIENT = frozenset(
@@ -55,6 +57,8 @@ TRANSIENT = frozenset(
         Outcome.SERVER_ERROR,
         Outcome.INVALID_RESPONSE,
         Outcome.CONCURRENCY_LIMITED,
+        # An HTML 404 is usually a proxy or load balancer in the way; it may pass.
+        Outcome.NOT_FOUND,
     }
 )
 
@@ -70,6 +74,10 @@ _DESCRIPTIONS = {
     Outcome.TOO_MANY_RECORDS: "the API asked for a narrower date range",
     Outcome.BAD_REQUEST: "the API rejected the request parameters",
     Outcome.HTTP_ERROR: "the API answered with an unexpected HTTP status",
+    Outcome.NOT_FOUND: (
+        "HTTP 404 that is not the API's own (no JSON envelope): check base_url, server and any "
+        "proxy in between"
+    ),
 }
 
 
@@ -196,24 +204,32 @@ class TokenInfo:
     available: int | None
 
 
+_Count = str | int | float | None
+
+
 class _TokenData(msgspec.Struct):
-    token_limit: str | int | None = None
-    token_use_today: str | int | None = None
-    available_consumption_options: str | int | None = None
+    token_limit: _Count = None
+    token_use_today: _Count = None
+    available_consumption_options: _Count = None
 
 
 class _TokenEnvelope(msgspec.Struct):
-    data: _TokenData
+    # The vendor's sample has a list of one object; an object alone is accepted too.
+    data: list[_TokenData] | _TokenData | None = None
 
 
 _TOKEN_INFO = msgspec.json.Decoder(_TokenEnvelope)
 
 
-def _count(value: str | int | None) -> int | None:
+def _count(value: _Count) -> int | None:
+    """A count as the API sends it: a number, or a string of digits ("1000", " 250 ")."""
+    if isinstance(value, float):
+        return int(value) if value.is_integer() and value >= 0 else None
     if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
+        return value if value >= 0 else None
+    if isinstance(value, str):
+        text = value.strip().replace(",", "")
+        return int(text) if text.isascii() and text.isdigit() else None
     return None
 
 
@@ -231,10 +247,41 @@ class Client:
     retries: int = 2
     retry_backoff: float = 2.0
     stop: threading.Event | None = None
+    server: str | None = None
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"wolkvox-exporter/{__version__}"
+        if self.server:
+            # The vendor's Postman collection sends it with every call, and one public client
+            # found it required; it costs nothing.
+            self.session.headers["wolkvox_server"] = self.server
+
+    @classmethod
+    def for_operation(
+        cls,
+        op: Operation,
+        polling: Polling,
+        gate: TokenGate,
+        observe: RequestObserver,
+        *,
+        stop: threading.Event | None = None,
+        retries: int | None = None,
+    ) -> Client:
+        """The client of a configured operation, with the polling settings' timeouts and retries."""
+        return cls(
+            url=op.url,
+            token=op.secret(),
+            zone=op.zone,
+            gate=gate,
+            observe=observe,
+            connect_timeout=polling.connect_timeout,
+            timeout=polling.timeout,
+            retries=polling.retries if retries is None else retries,
+            retry_backoff=polling.retry_backoff,
+            stop=stop,
+            server=op.server_number,
+        )
 
     def __repr__(self) -> str:  # the dataclass repr would print the token
         return f"Client(url={self.url!r})"
@@ -314,7 +361,11 @@ class Client:
 def _read_answer(status: int, body: bytes, retry_after: float | None) -> Answer:
     """A diagram_9 reply as an Answer, or the ApiError that classifies it."""
     if status == 404:
-        # diagram_9 answers 404 when nothing matches the range.
+        # diagram_9 answers 404 when nothing matches the range, with an empty body or its JSON
+        # envelope. Anything else (an HTML page) is a wrong path or a proxy in the way, which
+        # taken as "no records" would show a broken setup as a quiet operation forever.
+        if not _is_envelope(body):
+            raise ApiError(Outcome.NOT_FOUND, status=status)
         return Answer(code=404, msg="", error="", rows=[])
     if status != 200:
         outcome = _classify_refusal(status, _refusal_text(body))
@@ -342,16 +393,32 @@ def _read_answer(status: int, body: bytes, retry_after: float | None) -> Answer:
     return answer
 
 
+def _is_envelope(body: bytes) -> bool:
+    """Whether a body is empty or a JSON object with any of the envelope's keys."""
+    if not body.strip():
+        return True
+    try:
+        value = msgspec.json.decode(body)
+    except msgspec.DecodeError:
+        return False
+    return isinstance(value, dict) and not {"code", "msg", "error", "data"}.isdisjoint(value)
+
+
 def _read_token_info(status: int, body: bytes, retry_after: float | None) -> TokenInfo:
+    if status == 404 and not _is_envelope(body):
+        raise ApiError(Outcome.NOT_FOUND, status=status)
     if status != 200:
         outcome = _classify_refusal(status, _refusal_text(body))
         raise ApiError(outcome, status=status, retry_after=retry_after)
     try:
-        info = _TOKEN_INFO.decode(body).data
+        data = _TOKEN_INFO.decode(body).data
     except (msgspec.DecodeError, msgspec.ValidationError):
         raise ApiError(
             Outcome.INVALID_RESPONSE, "token_info answer is not the documented shape"
         ) from None
+    if isinstance(data, list):
+        data = data[0] if data else None
+    info = data or _TokenData()
     return TokenInfo(
         limit=_count(info.token_limit),
         used=_count(info.token_use_today),

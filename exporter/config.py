@@ -88,6 +88,9 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+_WOLKVOX_HOST = re.compile(r"^https?://wv([A-Za-z0-9-]{1,32})\.wolkvox\.com(?::\d+)?(?:/|$)", re.I)
+
+
 class Operation(_Model):
     """One Wolkvox operation (tenant): where to ask, with which token, in which wall-clock zone."""
 
@@ -134,6 +137,15 @@ class Operation(_Model):
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def server_number(self) -> str | None:
+        """The NNNN of wvNNNN.wolkvox.com, for the `wolkvox_server` header: `server`, else read
+        from a `base_url` on Wolkvox's own host name."""
+        if self.server is not None:
+            return self.server
+        match = _WOLKVOX_HOST.match(self.base_url or "")
+        return match.group(1) if match else None
 
     def secret(self) -> str:
         """The token, read from the file if configured that way; never logged."""

@@ -150,18 +150,7 @@ class Poller:
         self.cursor: int | None = None
         self.origin: int | None = None
         self._health = _Health()
-        self.client = Client(
-            url=op.url,
-            token=op.secret(),
-            zone=op.zone,
-            gate=gate,
-            observe=self._observe,
-            connect_timeout=polling.connect_timeout,
-            timeout=polling.timeout,
-            retries=polling.retries,
-            retry_backoff=polling.retry_backoff,
-            stop=self.stop,
-        )
+        self.client = Client.for_operation(op, polling, gate, self._observe, stop=self.stop)
         self._thread: threading.Thread | None = None
         self._quota_read: float | None = None
         self._quota: tuple[int | None, int | None] = (None, None)

@@ -112,7 +112,8 @@ class Answer:
         return int(match.group(1)) if match else None
 
 
-_DECLARED = re.compile(r"^(\d+) records? (?:were|was) found", re.IGNORECASE)
+# "1 records were found", and in vendor samples "12 records were are found" (sic).
+_DECLARED = re.compile(r"^(\d+)\s+records?\s+(?:(?:were|was|are|is)\s+)*found", re.IGNORECASE)
 
 
 def _code(value: int | str | None) -> int | None:

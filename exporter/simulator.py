@@ -250,6 +250,7 @@ class Stats:
     violations: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     faults: Counter[str] = field(default_factory=Counter)
+    servers: Counter[str] = field(default_factory=Counter)  # `wolkvox_server` headers received
 
 
 class Simulator:
@@ -323,8 +324,9 @@ class Simulator:
             "all_token_today": str(used),
             "available_consumption_options": str(self.token_limit - used),
         }
+        # The vendor's documented sample: `data` is a list of one object of strings.
         return _json_reply(
-            200, {"code": "200", "error": None, "msg": "1 records were found", "data": data}
+            200, {"code": "200", "error": None, "msg": " 1 records were found", "data": [data]}
         )
 
     def answer(self, tenant: str, params: dict[str, list[str]], token: str | None) -> Reply:
@@ -362,8 +364,9 @@ class Simulator:
             return _error(403, "TOKEN LIMIT EXCEEDED")
         rows = traffic.rows(first, last, now=self.clock())
         if not rows:
+            # What the live API says for an empty range, though the dates are fine.
             return _json_reply(
-                404, {"code": "404", "error": None, "msg": "No records found", "data": []}
+                404, {"code": "404", "error": None, "msg": "Validate dates entered", "data": []}
             )
         if len(rows) > self.cap:
             if self.cap_mode == "error":
@@ -430,6 +433,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "violations": stats.violations,
                 "by_status": {str(k): v for k, v in stats.by_status.items()},
                 "faults": dict(stats.faults),
+                "servers": dict(stats.servers),
             }
             self._send(_json_reply(200, body))
             return
@@ -437,17 +441,21 @@ class _Handler(BaseHTTPRequestHandler):
         if rest not in ("api/v2/reports_manager.php", "api/v2/information.php"):
             tenant, rest = "default", url.path.lstrip("/")
         if rest not in ("api/v2/reports_manager.php", "api/v2/information.php"):
-            self._send(
-                _json_reply(404, {"code": "404", "error": "NOT FOUND", "msg": "", "data": None})
-            )
+            # A path the API does not serve gets the web server's page, as a wrong base_url would.
+            page = b"<html><head><title>404 Not Found</title></head><body>Not Found</body></html>"
+            self._send(Reply(404, page, {"Content-Type": "text/html"}))
             return
         token = self.headers.get("wolkvox-token")
+        server = self.headers.get("wolkvox_server")
+        if server is not None:
+            with self.sim._lock:
+                self.sim.stats.servers[server] += 1
         reply = Reply(500, b"")
         alone = self.sim.enter(token)
         try:
             time.sleep(self.sim.latency)
             if not alone:
-                reply = _error(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN")
+                reply = _error(403, "EXCEEDS THE LIMIT OF SIMULTANEOUS REQUESTS PER TOKEN (2)")
             else:
                 params = parse_qs(url.query)
                 if rest == "api/v2/information.php":
@@ -466,9 +474,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, reply: Reply) -> None:
         try:
             self.send_response(reply.status)
-            for name, value in reply.headers.items():
+            headers = {"Content-Type": "application/json; charset=utf-8", **reply.headers}
+            for name, value in headers.items():
                 self.send_header(name, value)
-            self.send_header("Content-Type", "application/json; charset=utf-8")
             self.send_header("Content-Length", str(len(reply.body)))
             self.end_headers()
             self.wfile.write(reply.body)

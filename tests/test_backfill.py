@@ -341,8 +341,8 @@ def test_the_simulator_enforces_the_daily_quota_and_reports_it(sim_factory):
     _, url = sim_factory(Traffic(seed=1), time.time, token_limit=3)
     headers = {"wolkvox-token": TOKEN}
     info = requests.get(f"{url}/api/v2/information.php?api=token_info", headers=headers, timeout=5)
-    assert info.json()["data"]["token_use_today"] == "1"
-    assert info.json()["data"]["token_limit"] == "3"
+    assert info.json()["data"][0]["token_use_today"] == "1"  # the documented shape
+    assert info.json()["data"][0]["token_limit"] == "3"
     params = {"api": "diagram_9", "date_ini": "20261101000000", "date_end": "20261101000100"}
     codes = [
         requests.get(

@@ -183,3 +183,90 @@ def test_too_many_records_message_asks_for_a_split(api):
     with pytest.raises(ApiError) as info:
         client(url, []).fetch(0, 10)
     assert info.value.outcome is Outcome.TOO_MANY_RECORDS
+
+
+@pytest.mark.parametrize(
+    ("body", "empty"),
+    [
+        (b"", True),
+        (env("404", "Validate dates entered", []), True),
+        (env(404, "", None), True),
+        (b"<html><body><h1>404 Not Found</h1>nginx</body></html>", False),
+        (b'{"detail": "Not Found"}', False),  # some other service's JSON, not the envelope
+        (b"Not Found", False),
+    ],
+)
+def test_a_404_is_no_records_only_when_it_looks_like_the_api(api, body, empty):
+    """A wrong base_url path or a proxy answers 404 too: taken as "no records", the operation
+    would look up and quiet forever."""
+    script, url = api
+    script.replies = [(404, body, {"Content-Type": "text/html"})] * 3
+    seen: list[Outcome] = []
+    if empty:
+        assert client(url, seen).fetch(0, 10).rows == []
+        assert seen == [Outcome.EMPTY]
+    else:
+        with pytest.raises(ApiError) as info:
+            client(url, seen, retries=2).fetch(0, 10)
+        assert info.value.outcome is Outcome.NOT_FOUND
+        assert "base_url" in str(info.value)
+        assert seen == [Outcome.NOT_FOUND] * 3  # retried like other failures
+
+
+TOKEN_INFO_SAMPLE = (
+    b'{"code": "200", "error": null, "msg": " 1 records were found", "data": [{"description": '
+    b'"Token reportes", "token_limit": "5000", "token_use_today": "132", "all_token_today": '
+    b'"164", "available_consumption_options": "4868"}]}'
+)
+
+
+@pytest.mark.parametrize(
+    ("body", "limit", "used"),
+    [
+        (TOKEN_INFO_SAMPLE, 5000, 132),  # the vendor's documented shape
+        (b'{"code": 200, "data": {"token_limit": 5000, "token_use_today": 7}}', 5000, 7),
+        (b'{"code": "200", "data": [{"token_limit": 1000.0, "token_use_today": " 9 "}]}', 1000, 9),
+        (b'{"code": "200", "data": [{"description": "x"}]}', None, None),  # fields missing
+        (b'{"code": "200", "data": []}', None, None),
+        (b'{"code": "200", "data": [{"token_limit": "n/a", "token_use_today": -3}]}', None, None),
+    ],
+)
+def test_token_info_reads_the_documented_shape_and_its_variants(api, body, limit, used):
+    script, url = api
+    script.replies = [(200, body, {})]
+    info = client(url, []).token_info()
+    assert (info.limit, info.used) == (limit, used)
+    assert script.seen[0][0].startswith("/api/v2/information.php?api=token_info")
+
+
+def test_every_call_sends_the_wolkvox_server_header(api):
+    from exporter.config import Operation, Polling
+
+    def op(**fields: str) -> Operation:
+        return Operation.model_validate({"name": "a", "token": TOKEN, **fields})
+
+    assert op(server="0032").server_number == "0032"
+    assert op(base_url="https://wv0104.wolkvox.com").server_number == "0104"
+    assert op(base_url="http://127.0.0.1:8089").server_number is None
+    script, url = api
+    configured = op(server="0032", base_url=url.split("/api/")[0])
+    c = Client.for_operation(configured, Polling(retries=0), TokenGate(0), lambda *_: None)
+    script.replies = [(404, b"", {}), (200, TOKEN_INFO_SAMPLE, {})]
+    c.fetch(0, 10)
+    c.token_info()
+    assert [headers.get("wolkvox_server") for _path, headers in script.seen] == ["0032", "0032"]
+
+
+@pytest.mark.parametrize(
+    ("msg", "declared"),
+    [
+        (" 1 records were found", 1),
+        ("12 records were are found", 12),
+        ("3 record was found", 3),
+        ("No records found", None),
+    ],
+)
+def test_the_declared_count_is_read_from_every_msg_variant(msg, declared):
+    from exporter.records import decode
+
+    assert decode(env("200", msg, [])).declared() == declared

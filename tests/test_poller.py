@@ -261,3 +261,18 @@ def test_ready_never_runs_ahead_of_the_published_metrics(sim_factory):
     run_polls(poller, clock, 1, 300, 60)
     assert seen == [(False, False)]
     assert poller.ready and poller.snapshot().up
+
+
+def test_a_wrong_base_url_path_is_a_failure_not_a_quiet_operation(sim_factory, caplog):
+    """The simulator's web server answers an HTML 404 for a path it does not serve, as a
+    proxy or a mistyped base_url would: the operation is down, and says why."""
+    clock = Clock(START)
+    _, url = sim_factory(Traffic(seed=4, rate_per_minute=20), clock)
+    poller = make_poller(make_config(url + "/not/here", retries=0), clock)
+    run_polls(poller, clock, 2, 300, 60)
+    snap = poller.snapshot()
+    assert not snap.up
+    assert snap.requests[Outcome.NOT_FOUND] == 2 and snap.requests[Outcome.EMPTY] == 0
+    assert "check base_url" in snap.last_error
+    assert "not_found" in caplog.text
+    assert poller.next_attempt(clock.now) - clock.now > 300  # backs off like other failures
