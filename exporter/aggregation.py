@@ -33,7 +33,11 @@ _CUSTOMER = attrgetter("customer")
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
 _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
-REJECT_REASONS = ("missing_field", "invalid_type", "invalid_date", "out_of_range")
+REJECT_REASONS = ("missing_field", "invalid_type", "invalid_date")
+# A row dated after the range that returned it is remembered until its own date passes, but
+# never longer than this past the range: dates a day ahead are not the API selecting by
+# another time, and must not pin memory.
+FUTURE_HORIZON = 86400
 LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
 # Which labels were folded into __other__, for each combination of the three limiters' answers.
 _FOLDED = {
@@ -48,6 +52,20 @@ class Ingested:
     counted: int = 0
     duplicates: int = 0
     rejected: int = 0
+    # Rows counted although dated outside the asked range, and how far outside (seconds).
+    outside: int = 0
+    before: int = 0
+    after: int = 0
+
+    def add(self, other: Ingested) -> None:
+        """Sum the answers of one poll, for its one summary log line."""
+        self.received += other.received
+        self.counted += other.counted
+        self.duplicates += other.duplicates
+        self.rejected += other.rejected
+        self.outside += other.outside
+        self.before = max(self.before, other.before)
+        self.after = max(self.after, other.after)
 
 
 class Tally:
@@ -77,6 +95,8 @@ class Tally:
         self.interactions: dict[LabelKey, int] = {}
         self.received = 0
         self.duplicates = 0
+        self.outside_range = 0  # counted rows dated outside the range that returned them
+        self.newest: int | None = None  # the date of the newest row counted, epoch seconds
         self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
         self.overflow: dict[str, int] = dict.fromkeys(LIMITED_LABELS, 0)
         # Counts per window start, for windows whose rows may still arrive (late rows, re-reads).
@@ -91,8 +111,18 @@ class Tally:
             tuple[str, str | int, str | None], tuple[LabelKey, tuple[str, ...], str]
         ] = {}
 
-    def ingest(self, answer: Answer, first: int, last: int) -> Ingested:
+    def ingest(
+        self, answer: Answer, first: int, last: int, windows: tuple[int, int] | None = None
+    ) -> Ingested:
         """Count the rows of one answer to the inclusive request range `[first, last]`.
+
+        Every row that can be dated is counted, whatever its date: the API may select rows by
+        another time than the `date` they carry (chat_1 selects by close time), and a wrong
+        `timezone` shifts every date. A row's window is its date's, kept within `windows`
+        (the first and last window start still open, by default those of the range): a row
+        dated in a window already published counts in the first open one. It is remembered
+        until no later request can return it, that is until the range that returned it (or its
+        own date, if later) leaves the re-read horizon.
 
         This is the hot path (60,000 rows per answer at most), so it works in passes: group the
         rows by digest, decode only the groups with copies not seen before, then update the
@@ -105,12 +135,14 @@ class Tally:
         paused = gc.isenabled()
         gc.disable()
         try:
-            return self._ingest(answer, first, last)
+            return self._ingest(answer, first, last, windows)
         finally:
             if paused:
                 gc.enable()
 
-    def _ingest(self, answer: Answer, first: int, last: int) -> Ingested:
+    def _ingest(
+        self, answer: Answer, first: int, last: int, windows: tuple[int, int] | None
+    ) -> Ingested:
         result = Ingested(received=answer.size)
         rows = answer.rows
         fps = [fingerprint(raw) for raw in rows]
@@ -141,9 +173,16 @@ class Tally:
                 decoded = decode_rows([rows[index[fp]] for fp in fresh[0]])
         # Uncountable rows are rare; set them aside first so that the rest runs column-wise,
         # in C-level builtins rather than a Python loop per row.
-        records, seconds, fresh = self._countable(decoded, fresh, first, last, result)
+        records, seconds, fresh = self._countable(decoded, fresh, last, result)
         if records:
-            result.counted = self._file(records, seconds, fresh, last)
+            lowest, highest = min(seconds), max(seconds)
+            if lowest < first or highest > last:
+                self._outside(seconds, fresh, first, last, result)
+            if self.newest is None or highest > self.newest:
+                self.newest = highest
+            if windows is None:
+                windows = (first - first % self.interval, last - last % self.interval)
+            result.counted = self._file(records, seconds, fresh, last, windows)
         result.duplicates = result.received - result.counted - result.rejected
         self.received += result.received
         self.duplicates += result.duplicates
@@ -153,12 +192,11 @@ class Tally:
         self,
         decoded: list[Record | str],
         fresh: Fresh,
-        first: int,
         last: int,
         result: Ingested,
     ) -> tuple[list[Record], list[int], Fresh]:
-        """The decodable rows dated inside `[first, last]`, with their epoch seconds; every
-        other row is counted as rejected, once, by reason."""
+        """The rows that can be counted, with their dates as epoch seconds; every other row is
+        counted as rejected, once, by reason."""
         ok = cast(list[Record], decoded)
         if str in set(map(type, decoded)):  # rare: rows that could not be decoded
             ok = [row for row in decoded if not isinstance(row, str)]
@@ -168,20 +206,29 @@ class Tally:
             fresh = _kept(fresh, [not isinstance(row, str) for row in decoded])
         records: list[Record] = ok
         seconds = self.parse_date.many(list(map(_DATE, records)))
-        bad = None in seconds
-        if not bad and records:
-            dated = cast(list[int], seconds)
-            bad = min(dated) < first or max(dated) > last
-        if bad:
-            keep = [s is not None and first <= s <= last for s in seconds]
-            for fp, n, second, kept in zip(fresh[0], fresh[1], seconds, keep, strict=True):
+        if None in seconds:
+            keep = [s is not None for s in seconds]
+            for fp, n, kept in zip(fresh[0], fresh[1], keep, strict=True):
                 if not kept:
-                    reason = "invalid_date" if second is None else "out_of_range"
-                    self._reject(reason, fp, n, last, result)
+                    self._reject("invalid_date", fp, n, last, result)
             records = list(compress(records, keep))
             seconds = list(compress(seconds, keep))
             fresh = _kept(fresh, keep)
         return records, cast(list[int], seconds), fresh
+
+    def _outside(
+        self, seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested
+    ) -> None:
+        """Count the new copies of rows dated outside `[first, last]`, and how far out."""
+        for second, n, had in zip(seconds, fresh[1], fresh[2], strict=True):
+            if second < first:
+                result.before = max(result.before, first - second)
+            elif second > last:
+                result.after = max(result.after, second - last)
+            else:
+                continue
+            result.outside += n - had
+        self.outside_range += result.outside
 
     def _reject(self, reason: str, fp: bytes, n: int, last: int, result: Ingested) -> None:
         # Filed under the end of this range: no later request returns the row once the
@@ -196,13 +243,25 @@ class Tally:
         seconds: list[int],
         fresh: Fresh,
         last: int,
+        open_windows: tuple[int, int],
     ) -> int:
         """Remember the rows as seen, count them by label set and window; return how many."""
         fps, copies, had = fresh
-        self.seen.admit_many(fps, copies, had, seconds)
+        if max(seconds) <= last:
+            # A later request returns a row only if its range holds the time the API selects
+            # the row by, which lay inside this range: so the row is kept until `last` leaves
+            # the re-read horizon, whatever its own date.
+            self.seen.admit_many(fps, copies, had, [last] * len(seconds))
+        else:
+            horizon = last + FUTURE_HORIZON
+            filed = [last if s <= last else min(s, horizon) for s in seconds]
+            self.seen.admit_many(fps, copies, had, filed)
         repeated = any(had) or max(copies) > 1  # copies beyond the first, or counted before
         interval = self.interval
         windows = list(map(sub, seconds, map(mod, seconds, repeat(interval))))
+        lo, hi = open_windows
+        if min(windows) < lo or max(windows) > hi:
+            windows = [lo if w < lo else hi if w > hi else w for w in windows]
         # Each column read once: every pass over the records' attributes costs cache misses.
         channels = list(map(_CHANNEL, records))
         answers = list(map(_ANSWER, records))
@@ -391,6 +450,8 @@ class Tally:
             "interactions": [(*k, n) for k, n in self.interactions.items()],
             "received": self.received,
             "duplicates": self.duplicates,
+            "outside_range": self.outside_range,
+            "newest": self.newest,
             "rejected": dict(self.rejected),
             "overflow": dict(self.overflow),
             "by_window": {s: [(*k, n) for k, n in w.items()] for s, w in self.by_window.items()},
@@ -417,6 +478,8 @@ class Tally:
                     limiter.admitted.add(value)
         self.received = saved.received
         self.duplicates = saved.duplicates
+        self.outside_range = saved.outside_range
+        self.newest = saved.newest
         self.rejected.update(saved.rejected)
         self.overflow.update(saved.overflow)
         self.by_window = {

@@ -361,8 +361,8 @@ class Backfill:
                 # The Tally's own parser: the dates it caches here are the ones ingest looks up.
                 by_window = self._by_window(answers, tally.parse_date, cursor, chunk_end)
                 for w in range(cursor, chunk_end, self.interval):
-                    for rows in by_window.get(w, []):
-                        tally.ingest(rows, w, w + self.interval - 1)
+                    for rows, lo, hi in by_window.get(w, []):
+                        tally.ingest(rows, lo, hi, (w, w))
                     t = w + self.interval
                     tally.publish(w, float(t), w - lookback - 2 * self.interval)
                     tally.forget_before(windowing.retention_floor(t, start, lookback))
@@ -380,24 +380,29 @@ class Backfill:
 
     def _by_window(
         self, answers: list[tuple[Answer, int, int]], parser: DateParser, first: int, end: int
-    ) -> dict[int, list[Answer]]:
-        """Each answer's rows by the window of their date, as one answer per (answer, window);
-        rows that cannot be dated go to the chunk's first window, where the Tally rejects them.
-        Answers are kept apart because cap-split halves share a second the Tally must dedupe."""
-        out: dict[int, list[Answer]] = {}
-        for answer, _, _ in answers:
+    ) -> dict[int, list[tuple[Answer, int, int]]]:
+        """Each answer's rows by the window of their date, as one answer per (answer, window),
+        with the range that returned them. Samples are written in time order, so rows dated
+        before the chunk count in its first window and rows dated after it in its last, as a
+        live poll counts them; rows that cannot be dated go to the first window, where the
+        Tally rejects them. Answers are kept apart because cap-split halves share a second the
+        Tally must dedupe."""
+        out: dict[int, list[tuple[Answer, int, int]]] = {}
+        last_window = end - self.interval
+        for answer, lo, hi in answers:
             groups: dict[int, list[msgspec.Raw]] = {}
             for raw, row in zip(answer.rows, decode_rows(answer.rows), strict=True):
                 second = parser(row.date) if isinstance(row, Record) else None
-                if second is None or not first <= second < end:
+                if second is None or second < first:
                     window = first
+                elif second >= end:
+                    window = last_window
                 else:
                     window = second - second % self.interval
                 groups.setdefault(window, []).append(raw)
             for window, rows in groups.items():
-                out.setdefault(window, []).append(
-                    Answer(code=answer.code, msg=answer.msg, error=answer.error, rows=rows)
-                )
+                part = Answer(code=answer.code, msg=answer.msg, error=answer.error, rows=rows)
+                out.setdefault(window, []).append((part, lo, hi))
         return out
 
     def _lines(self, name: str, tally: Tally, t: int) -> Iterator[tuple[str, str]]:

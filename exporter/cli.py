@@ -169,6 +169,19 @@ def _simulate_parser() -> argparse.ArgumentParser:
     p.add_argument("--cap", type=int, default=6000, help="records per answer at most")
     p.add_argument("--cap-mode", choices=["truncate", "error"], default="truncate")
     p.add_argument("--latency", type=float, default=0.02, help="seconds each answer takes")
+    p.add_argument(
+        "--select-by",
+        choices=simulator.SELECT_BY,
+        default="date",
+        help="which time a request range selects rows by: their date, or when their session "
+        "closed (rows then come back dated before the range)",
+    )
+    p.add_argument(
+        "--close-delay",
+        type=float,
+        default=600.0,
+        help="with --select-by close: seconds a session may stay open after its last row",
+    )
     p.add_argument("--start", type=int, help="no traffic dated before this Unix time")
     p.add_argument("--stop", type=int, help="no traffic dated at or after this Unix time")
     p.add_argument(
@@ -306,6 +319,8 @@ def simulate(argv: Sequence[str]) -> int:
         duplicate_fraction=args.duplicate_fraction,
         start=args.start,
         stop=args.stop,
+        select_by=args.select_by,
+        close_delay=args.close_delay,
     )
     sim = simulator.Simulator(
         {"default": traffic},

@@ -90,6 +90,20 @@ class WolkvoxCollector(Collector):
             "overlapping windows).",
             labels=["operation"],
         )
+        outside = CounterMetricFamily(
+            "wolkvox_records_outside_range",
+            "Records counted although dated outside the date range that returned them: late "
+            "selection by another time than the record's date (e.g. a session's close), or a "
+            "wrong timezone setting when they are dated after it.",
+            labels=["operation"],
+        )
+        newest = GaugeMetricFamily(
+            "wolkvox_newest_record_timestamp_seconds",
+            "Date of the newest record counted, read in the operation's configured timezone; "
+            "far behind collected_until on a busy operation, or ahead of now, the timezone "
+            "is likely wrong. Absent until a record is counted.",
+            labels=["operation"],
+        )
         rejected = CounterMetricFamily(
             "wolkvox_records_rejected",
             "Received records that could not be counted, by reason.",
@@ -185,6 +199,9 @@ class WolkvoxCollector(Collector):
             duration.add_metric([op], buckets, s.duration_sum)
             received.add_metric([op], s.received)
             duplicates.add_metric([op], s.duplicates)
+            outside.add_metric([op], s.outside_range)
+            if s.newest_record is not None:
+                newest.add_metric([op], s.newest_record)
             for reason, n in s.rejected.items():
                 rejected.add_metric([op, reason], n)
             for label, n in s.overflow.items():
@@ -216,6 +233,8 @@ class WolkvoxCollector(Collector):
             duration,
             received,
             duplicates,
+            outside,
+            newest,
             rejected,
             overflow,
             quota,

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from exporter import windowing
-from exporter.aggregation import LabelKey, Tally
+from exporter.aggregation import Ingested, LabelKey, Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
 from exporter.config import Kpis, Labels, Operation, Polling, format_duration
 from exporter.records import Answer, format_when
@@ -58,6 +58,8 @@ class Snapshot:
     quota_used: int | None = None
     skipped_seconds: int = 0
     last_skip: float | None = None
+    outside_range: int = 0
+    newest_record: int | None = None
 
 
 def snapshot_of(
@@ -93,6 +95,8 @@ def snapshot_of(
         duration_sum=duration_sum,
         received=t.received,
         duplicates=t.duplicates,
+        outside_range=t.outside_range,
+        newest_record=t.newest,
         rejected=dict(t.rejected),
         overflow=dict(t.overflow),
         last_error=last_error,
@@ -232,6 +236,7 @@ class Poller:
             self._advance(resume)
         progressed = False
         ranges = 0
+        read = Ingested()  # this poll's answers, for one summary line
         try:
             pending = list(plan.pieces)
             span = self._catchup_span(self._busiest_recent_window())
@@ -240,7 +245,7 @@ class Poller:
                     return False
                 taken, pending = pending[:span], pending[span:]
                 piece = windowing.merge(taken)
-                received = self._fetch(piece.first, piece.last)
+                received = self._fetch(piece, read)
                 ranges += 1
                 self._advance(piece.window.end)
                 progressed = True
@@ -274,6 +279,7 @@ class Poller:
             return False
         finally:
             self.commit()
+            self._log_outside(read)
         if plan.pieces:
             log.info(
                 "poll done",
@@ -349,21 +355,45 @@ class Poller:
             wake = max(wake, paused)
         return wake
 
-    def _fetch(self, first: int, last: int) -> int:
+    def _fetch(self, piece: windowing.Piece, read: Ingested) -> int:
         """Fetch and count one request range, halving it while the API says it holds too much;
-        return the rows received."""
+        return the rows received. Rows dated before the piece's windows (late, or selected by
+        another time than their date) count in its first window, the one being filled now."""
         received = 0
+        windows = (piece.window.start, piece.window.end - self.interval)
 
         def count(answer: Answer, lo: int, hi: int) -> None:
             nonlocal received
             received += answer.size
             with self.lock:
-                self.tally.ingest(answer, lo, hi)
+                read.add(self.tally.ingest(answer, lo, hi, windows))
 
         fetch_within_cap(
-            self.client, first, last, self.polling.max_records_per_request, count, self.name
+            self.client,
+            piece.first,
+            piece.last,
+            self.polling.max_records_per_request,
+            count,
+            self.name,
         )
         return received
+
+    def _log_outside(self, read: Ingested) -> None:
+        """One line per poll for rows dated outside the ranges that returned them: expected
+        if the API selects rows by another time than their date, a sign of a wrong `timezone`
+        when they are dated after the range (see `check --connect`)."""
+        if not read.outside:
+            return
+        log.log(
+            logging.WARNING if read.after else logging.INFO,
+            "counted rows dated outside the requested range",
+            extra={
+                "operation": self.name,
+                "rows": read.outside,
+                "earliest_minutes_before": round(read.before / 60, 1),
+                "latest_minutes_after": round(read.after / 60, 1),
+            },
+        )
 
     def _advance(self, end: int) -> None:
         assert self.origin is not None

@@ -203,6 +203,9 @@ def _identify(records: list[Record], raws: list[msgspec.Raw]) -> list[Record | s
 fingerprint: Callable[[msgspec.Raw], bytes] = xxhash.xxh3_128_digest
 
 
+# Dates outside these years are no interaction's (a placeholder 0000 or 9999, a corrupted row):
+# rejected as invalid_date rather than counted or left to overflow date arithmetic.
+MIN_YEAR, MAX_YEAR = 2000, 2199
 _MINUTE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d", re.ASCII)
 _SECONDS = {f":{s:02d}": s for s in range(60)}  # a date's last three characters
 
@@ -282,7 +285,7 @@ class DateParser:
             return None
         # The pattern fixed every position, so fields can be sliced rather than grouped.
         h, mi = int(text[11:13]), int(text[14:16])
-        if h > 23 or mi > 59:
+        if h > 23 or mi > 59 or not MIN_YEAR <= int(text[:4]) <= MAX_YEAR:
             return None
         day = text[:10]
         start = self._days.get(day, -1)
@@ -295,15 +298,15 @@ class DateParser:
         y, mo, d = int(text[:4]), int(text[5:7]), int(text[8:10])
         try:
             return int(datetime(y, mo, d, h, mi, tzinfo=self.zone).timestamp())
-        except ValueError:
+        except (ValueError, OverflowError):
             return None
 
     def _day_start(self, y: int, mo: int, d: int) -> int | None:
         try:
             start = datetime(y, mo, d, tzinfo=self.zone)
-        except ValueError:
+            end = start + timedelta(days=1)
+        except (ValueError, OverflowError):
             return None
-        end = start + timedelta(days=1)
         if start.utcoffset() != end.utcoffset() or start.dst() != end.dst():
             return None
         # No offset change at midnight either side, and none in between is assumed only when the

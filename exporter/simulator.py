@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
+SELECT_BY = ("date", "close")
 CHANNELS = (
     ("whatsapp", 40),
     ("web", 15),
@@ -56,11 +57,21 @@ _DAY_CURVE = tuple(
 
 @dataclass(frozen=True)
 class Row:
-    """A generated record and when the API starts returning it (publishing lags the date)."""
+    """A generated record and when the API starts returning it (publishing lags the date).
+
+    `selected` is the time by which the API selects the row for a request range: its date, or
+    with `Traffic.select_by = "close"` the moment its session closed, as a live-checked client
+    found chat_1 does. A request for `[first, last]` returns the rows selected in it.
+    """
 
     date: int
     published: float
     record: dict[str, Any]
+    selected: int = -1
+
+    def __post_init__(self) -> None:
+        if self.selected < 0:
+            object.__setattr__(self, "selected", self.date)
 
 
 @dataclass
@@ -76,10 +87,23 @@ class Traffic:
     duplicate_fraction: float = 0.01  # rows the API returns twice (the same message sent twice)
     start: int | None = None  # no traffic before this epoch second
     stop: int | None = None  # no traffic from this epoch second on
+    # Which time a request range selects rows by: "date" (each row's own), or "close" (when
+    # its session closed: up to `close_delay` seconds after the session's last row).
+    select_by: str = "date"
+    close_delay: float = 600.0
 
     def __post_init__(self) -> None:
+        if self.select_by not in SELECT_BY:
+            raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}")
         self._cache: OrderedDict[int, list[Row]] = OrderedDict()
         self._lock = threading.Lock()
+
+    @property
+    def selection_lag(self) -> int:
+        """How long after its date a row may be selected: rows dated in `[a, b]` are all
+        selected in `[a, b + selection_lag]`."""
+        # A session's rows lie within one minute, and it closes after its last one.
+        return 59 + math.ceil(self.close_delay) if self.select_by == "close" else 0
 
     def minute(self, minute: int) -> list[Row]:
         """All rows dated in the minute starting at epoch second `minute` (a multiple of 60)."""
@@ -121,6 +145,15 @@ class Traffic:
         phone = "57" + str(rng.randrange(3000000000, 3509999999))
         conn_id = str(rng.randrange(10**6, 10**7)) if channel.startswith("whatsapp") else "0"
         seconds = sorted(rng.randrange(60) for _ in range(length))
+        selected = -1
+        if self.select_by == "close":
+            # Its own generator, so that the rows themselves are those of "date" mode.
+            lag = random.Random(f"{self.seed}:close:{session_id}").uniform(0, self.close_delay)
+            # It closes after its last row that is kept (traffic has no rows outside start/stop).
+            lo = self.start if self.start is not None else -math.inf
+            hi = self.stop if self.stop is not None else math.inf
+            kept = [minute + sec for sec in seconds if lo <= minute + sec < hi]
+            selected = max(kept, default=minute) + int(lag)
         rows = []
         for i, sec in enumerate(seconds):
             if i == length - 1 and rng.random() < 0.35:
@@ -148,22 +181,39 @@ class Traffic:
             delay = rng.uniform(0, 1.0)
             if rng.random() < self.late_fraction:
                 delay = rng.uniform(0, self.late_max)
-            rows.append(Row(date, date + delay, record))
+            rows.append(Row(date, date + delay, record, selected))
             if rng.random() < self.duplicate_fraction:
-                rows.append(Row(date, date + delay, dict(record)))
+                rows.append(Row(date, date + delay, dict(record), selected))
         return rows
 
+    @property
+    def quiet_after(self) -> int:
+        """For traffic with a `stop`: no request range from here on selects a row."""
+        assert self.stop is not None
+        return self.stop + (math.ceil(self.close_delay) if self.select_by == "close" else 0)
+
+    def all_rows(self) -> list[Row]:
+        """Every row of traffic with a `start` and a `stop`, in date order."""
+        assert self.start is not None
+        return self.rows(self.start, self.quiet_after - 1)
+
     def rows(self, first: int, last: int, now: float | None = None) -> list[Row]:
-        """Rows dated in the inclusive range `[first, last]`, published by `now` if given."""
+        """Rows selected in the inclusive range `[first, last]` (dated in it, unless selected by
+        close time), published by `now` if given; in date order."""
         out: list[Row] = []
-        for minute in range(first - first % 60, last + 1, 60):
+        earliest = first - self.selection_lag
+        for minute in range(earliest - earliest % 60, last + 1, 60):
             for row in self.minute(minute):
-                if first <= row.date <= last and (now is None or row.published <= now):
+                if not first <= row.selected <= last:
+                    continue
+                if now is None or (row.published <= now and row.selected <= now):
                     out.append(row)
+        if self.selection_lag:
+            out.sort(key=lambda r: r.date)
         return out
 
     def truth(self, first: int, last: int) -> Counter[tuple[str, str, str]]:
-        """Ground truth: rows per (channel, rp_id, routing_answer) dated in `[first, last]`."""
+        """Ground truth: rows per (channel, rp_id, routing_answer) selected in `[first, last]`."""
         return Counter(
             (r.record["channel"], r.record["rp_id"], r.record["routing_answer"])
             for r in self.rows(first, last)

@@ -44,6 +44,8 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     customers_last_window: dict[str, int] = {}  # counts only; the customer hashes are not saved
     skipped_seconds: int = 0  # given up past max_catchup, never counted
     last_skip: float | None = None  # when the last span was given up
+    outside_range: int = 0  # counted rows dated outside the range that returned them
+    newest: int | None = None  # the date of the newest row counted
 
 
 class StateFile(msgspec.Struct, forbid_unknown_fields=True):

@@ -66,28 +66,62 @@ def test_a_re_read_adds_only_copies_beyond_those_already_counted():
     assert (t.received, t.duplicates) == (7, 3)
 
 
-def test_forgotten_rows_are_only_those_that_cannot_be_re_read():
+def test_rows_are_remembered_until_the_range_that_returned_them_cannot_be_read_again():
+    """The API may select a row by another time than its date (a session's close, say), which
+    lies somewhere in the range that returned it: so the row is kept until that range, not its
+    own date, leaves the re-read horizon."""
     t = tally()
-    t.ingest(answer(row(1), row(50)), BASE, BASE + 299)
-    t.forget_before(BASE + 10)
+    t.ingest(answer(row(1), row(50)), BASE + 240, BASE + 299)  # both dated before the range
+    t.forget_before(BASE + 299)
+    assert len(t.seen) == 2
+    again = t.ingest(answer(row(1), row(50)), BASE + 299, BASE + 599)  # the next look-back
+    assert (again.counted, again.duplicates) == (0, 2)
+    t.forget_before(BASE + 300)
+    assert len(t.seen) == 0
+
+
+def test_a_row_dated_after_its_range_is_kept_until_its_own_date_but_at_most_a_day():
+    t = tally()
+    t.ingest(answer(row(30)), BASE, BASE + 9)
+    t.forget_before(BASE + 30)
     assert len(t.seen) == 1
-    t.ingest(answer(row(50)), BASE + 10, BASE + 299)
-    assert sum(t.interactions.values()) == 2
+    t.forget_before(BASE + 31)
+    assert len(t.seen) == 0
+    far = row(5) | {"date": "2026-03-09 10:00:05"}  # a week ahead
+    t.ingest(answer(far), BASE, BASE + 9)
+    t.forget_before(BASE + 9 + 86400 + 1)
+    assert len(t.seen) == 0
 
 
-def test_rejected_rows_are_counted_by_reason_and_the_rest_counted():
+def test_rows_dated_outside_the_range_are_counted_in_the_open_windows_and_reported():
+    t = tally()
+    early = row(3) | {"date": "2026-03-02 09:41:03"}  # 19 minutes before the range
+    late = row(4) | {"date": "2026-03-02 10:07:04"}  # after it
+    result = t.ingest(answer(row(1), early, late), BASE, BASE + 299, (BASE, BASE))
+    assert (result.counted, result.rejected, result.outside) == (3, 0, 2)
+    assert (result.before, result.after) == (BASE - at("2026-03-02 09:41:03"), 424 - 299)
+    assert t.outside_range == 2
+    assert sum(t.interactions.values()) == 3
+    # All three count in the one open window: the earlier one was published already.
+    assert t.by_window == {BASE: {("whatsapp", "101", "transfer_skill"): 3}}
+    assert t.newest == at("2026-03-02 10:07:04")
+    # Read again: duplicates, not counted and not outside a second time.
+    again = t.ingest(answer(row(1), early, late), BASE, BASE + 599, (BASE, BASE + 300))
+    assert (again.counted, again.duplicates, again.outside) == (0, 3, 0)
+    assert t.outside_range == 2
+
+
+def test_uncountable_rows_are_rejected_by_reason_and_the_rest_counted():
     t = tally()
     bad_date = row(3) | {"date": "02/03/2026 10:00:03"}
+    no_day = row(3) | {"date": "2026-02-30 10:00:03"}
+    far_future = row(3) | {"date": "9999-12-31 23:59:59"}
     outside = row(3) | {"date": "2026-03-02 11:00:00"}
-    result = t.ingest(answer(row(1), bad_date, outside, row(2) | {"rp_id": None}), BASE, BASE + 299)
-    assert result.counted == 1
-    assert t.rejected == {
-        "missing_field": 0,
-        "invalid_type": 1,
-        "invalid_date": 1,
-        "out_of_range": 1,
-    }
-    assert t.received == 4
+    rows = (row(1), bad_date, no_day, far_future, outside, row(2) | {"rp_id": None})
+    result = t.ingest(answer(*rows), BASE, BASE + 299)
+    assert result.counted == 2
+    assert t.rejected == {"missing_field": 0, "invalid_type": 1, "invalid_date": 3}
+    assert t.received == 6
 
 
 def test_routing_answers_beyond_the_cap_fold_into_other_and_are_counted():

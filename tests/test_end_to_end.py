@@ -16,7 +16,12 @@ from tests.process import Exporter, assert_private, by_label, interactions, pars
 pytestmark = pytest.mark.e2e
 
 
-def test_exporter_process_counts_exactly_what_the_api_served(tmp_path: Path, sim_factory):
+@pytest.mark.parametrize("select_by", simulator.SELECT_BY)
+def test_exporter_process_counts_exactly_what_the_api_served(
+    tmp_path: Path, sim_factory, select_by: str
+):
+    """In both ways the API may select rows: by their date, or by when their session closed
+    (then rows come back dated before the range asked for, some before the look-back)."""
     start = int(time.time()) + 3
     stop = start + 16
     traffic = simulator.Traffic(
@@ -28,8 +33,13 @@ def test_exporter_process_counts_exactly_what_the_api_served(tmp_path: Path, sim
         duplicate_fraction=0.05,
         start=start,
         stop=stop,
+        select_by=select_by,
+        close_delay=7,
     )
-    sim, sim_url = sim_factory(traffic, time.time, cap=30, latency=0.01)
+    # Small enough that answers come back at the cap and are split; by close time a session's
+    # rows (and their copies) share one second, which must stay under the cap.
+    cap = 30 if select_by == "date" else 60
+    sim, sim_url = sim_factory(traffic, time.time, cap=cap, latency=0.01)
     cfg = tmp_path / "config.yaml"
     cfg.write_text(
         f"""
@@ -43,18 +53,22 @@ polling:
   lookback: 4s
   request_spacing: 20ms
   retry_backoff: 200ms
-  max_records_per_request: 30
+  max_records_per_request: {cap}
 """
     )
     exporter = Exporter(
         tmp_path, ["--config", str(cfg), "--log.level", "debug"], {"E2E_WOLKVOX_TOKEN": TOKEN}
     ).start()
     try:
-        text = exporter.wait_collected(stop + 4 + 2 * 2)
+        text = exporter.wait_collected(traffic.quiet_after + 4 + 2 * 2)
         samples = parse(text)
-        truth = expected_counts(traffic.rows(start, stop - 1))
+        truth = expected_counts(traffic.all_rows())
         assert sum(truth.values()) > 100
         assert interactions(samples) == truth
+        outside = samples["wolkvox_records_outside_range_total"][(("operation", "e2e"),)]
+        assert (outside > 0) == (select_by == "close")
+        newest = samples["wolkvox_newest_record_timestamp_seconds"][(("operation", "e2e"),)]
+        assert newest == max(r.date for r in traffic.all_rows())
         polls = (stop + 8 - start) / 2
         # Answers at the cap were split and re-read.
         assert by_label(samples, "wolkvox_api_requests_total", "outcome")["success"] > polls
@@ -70,7 +84,8 @@ polling:
     assert code == 0
     log = exporter.log()
     assert "poll done" in log and "Traceback" not in log
-    assert_private(log, TOKEN, traffic.rows(start, stop - 1))
+    assert ("counted rows dated outside the requested range" in log) == (select_by == "close")
+    assert_private(log, TOKEN, traffic.all_rows())
 
 
 def test_demo_serves_live_metrics_without_config_or_token(tmp_path: Path):

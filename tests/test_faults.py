@@ -11,7 +11,7 @@ import pytest
 
 from exporter import windowing
 from exporter.client import Outcome, TokenGate
-from exporter.simulator import Faults, Traffic
+from exporter.simulator import SELECT_BY, Faults, Traffic
 from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
 from tests.process import Exporter, assert_private, by_label, interactions
 
@@ -27,8 +27,10 @@ ALL_BUT_QUOTA = {
 }
 
 
-def test_a_week_of_every_fault_ends_exact(sim_factory, caplog):
-    """Driven clock: the poller sleeps as it would (backoff, quota pause), the API misbehaves."""
+@pytest.mark.parametrize("select_by", SELECT_BY)
+def test_a_week_of_every_fault_ends_exact(sim_factory, caplog, select_by):
+    """Driven clock: the poller sleeps as it would (backoff, quota pause), the API misbehaves;
+    it selects rows by their date, or by when their session closed (up to 10 minutes on)."""
     clock = Clock(START)
     traffic = Traffic(
         seed=13,
@@ -37,6 +39,7 @@ def test_a_week_of_every_fault_ends_exact(sim_factory, caplog):
         late_max=200,
         duplicate_fraction=0.03,
         stop=START + 6 * 86400,
+        select_by=select_by,
     )
     rates = {kind: rate / 2 for kind, rate in ALL_BUT_QUOTA.items()}
     faults = Faults(**rates, quota=0.002, hang_seconds=0.5, retry_after=0, seed=5)
@@ -126,7 +129,10 @@ def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_d
 
 
 @pytest.mark.e2e
-def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Path, sim_factory):
+@pytest.mark.parametrize("select_by", SELECT_BY)
+def test_exporter_process_keeps_serving_under_faults_and_ends_exact(
+    tmp_path: Path, sim_factory, select_by: str
+):
     start = int(time.time()) + 2
     stop = start + 16
     traffic = Traffic(
@@ -138,6 +144,8 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(tmp_path: Pa
         duplicate_fraction=0.05,
         start=start,
         stop=stop,
+        select_by=select_by,
+        close_delay=6,
     )
     faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
     sim, sim_url = sim_factory(traffic, time.time, cap=40, latency=0.005, faults=faults)
@@ -161,13 +169,13 @@ polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
             m = exporter.metrics()  # every scrape must answer, whatever the API does
             scrapes += 1
             until = m.get("wolkvox_collected_until_timestamp_seconds", {})
-            if until and min(until.values()) >= stop + 4 + 3:
+            if until and min(until.values()) >= traffic.quiet_after + 4 + 3:
                 break
             time.sleep(0.2)
         else:
             pytest.fail("never caught up:\n" + exporter.log()[-3000:])
         assert scrapes > 20
-        assert interactions(m) == expected_counts(traffic.rows(start, stop - 1))
+        assert interactions(m) == expected_counts(traffic.all_rows())
         outcomes = by_label(m, "wolkvox_api_requests_total", "outcome")
         assert outcomes["server_error"] > 0 and outcomes["invalid_response"] > 0
         assert sim.stats.violations == 0
@@ -179,4 +187,4 @@ polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
     assert "Traceback" not in log
     # Debug logs of a run full of errors, the metrics and the landing page hold no secret
     # and no customer data.
-    assert_private(log + pages, TOKEN, traffic.rows(start, stop - 1))
+    assert_private(log + pages, TOKEN, traffic.all_rows())
