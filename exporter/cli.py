@@ -8,15 +8,14 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry
 
-from exporter import __version__, backfill, config, logs, server, simulator, webconfig
-from exporter.client import ApiError, Client, Outcome, TokenGate
+from exporter import __version__, backfill, config, diagnose, logs, server, simulator, webconfig
+from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
 from exporter.poller import Poller
 from exporter.state import StateStore
@@ -219,36 +218,12 @@ def check(argv: Sequence[str]) -> int:
     gate = TokenGate(cfg.polling.request_spacing)
     failed = 0
     for op in cfg.operations:
-        line, ok = _connect(op, cfg.polling, gate)
-        print(f"{op.name}: {line}")
-        failed += not ok
+        report = diagnose.diagnose(op, cfg.polling, gate)
+        print(f"{op.name}: {report.lines[0]}")
+        for line in report.lines[1:]:
+            print(f"  {line}")
+        failed += not report.ok
     return 1 if failed else 0
-
-
-def _connect(op: config.Operation, polling: config.Polling, gate: TokenGate) -> tuple[str, bool]:
-    """One line on whether an operation's API answers and accepts the token, and its quota."""
-    c = Client.for_operation(op, polling, gate, lambda *_: None, retries=0)
-    try:
-        last = int(time.time() - polling.settle_delay)
-        try:
-            answer = c.fetch(last - 59, last)
-            reports = f"reachable, token valid ({answer.size} records in the last settled minute)"
-        except ApiError as exc:
-            if exc.outcome is Outcome.UNAUTHORIZED:
-                return f"reachable, token INVALID: {exc}", False
-            if exc.outcome is Outcome.QUOTA_EXCEEDED:
-                return f"reachable, token valid, daily quota EXHAUSTED: {exc}", False
-            return f"NOT reachable: {exc}", False
-        try:
-            info = c.token_info()
-        except ApiError as exc:
-            return f"{reports}; token_info failed: {exc}", False
-        quota = "quota used ?/?"
-        if info.used is not None and info.limit is not None:
-            quota = f"quota used {info.used}/{info.limit} today"
-        return f"{reports}; {quota}", True
-    finally:
-        c.close()
 
 
 def backfill_command(argv: Sequence[str]) -> int:
