@@ -434,12 +434,17 @@ def exporter_health() -> dict[str, Any]:
         timeseries(
             "Collection lag",
             "How far behind now the counted records reach: about settle_delay plus one interval "
-            "when healthy.",
+            "when healthy. The newest record counted lags a little more on a busy operation; "
+            "an hour more (or a negative lag) is a wrong timezone: run check --connect.",
             [
                 target(
                     f"time() - wolkvox_collected_until_timestamp_seconds{{{OP}}}",
-                    "{{operation}}",
-                )
+                    "{{operation}} collected until",
+                ),
+                target(
+                    f"time() - wolkvox_newest_record_timestamp_seconds{{{OP}}}",
+                    "{{operation}} newest record",
+                ),
             ],
             (12, 0, 12, 7),
             "s",
@@ -476,8 +481,8 @@ def exporter_health() -> dict[str, Any]:
         ),
         timeseries(
             "Records received, duplicate and rejected",
-            "Rows per hour: received (re-reads included), recognised as already counted, and "
-            "rejected by reason.",
+            "Rows per hour: received (re-reads included), recognised as already counted, "
+            "rejected by reason, and counted although dated outside the range asked for.",
             [
                 target(
                     f"sum by (operation) (rate(wolkvox_records_received_total{{{OP}}}[1h])) * 3600",
@@ -490,6 +495,10 @@ def exporter_health() -> dict[str, Any]:
                 target(
                     f"sum by (operation, reason) (rate(wolkvox_records_rejected_total{{{OP}}}[1h])) * 3600",
                     "{{operation}} rejected: {{reason}}",
+                ),
+                target(
+                    f"sum by (operation) (rate(wolkvox_records_outside_range_total{{{OP}}}[1h])) * 3600",
+                    "{{operation}} dated outside the range asked",
                 ),
             ],
             (0, 15, 12, 8),
