@@ -36,22 +36,26 @@ polling: {{request_spacing: 0s, max_records_per_request: 2000}}
 @pytest.mark.parametrize(
     ("api_zone", "configured", "says"),
     [
-        (BOGOTA, BOGOTA, "the dates agree with the configured zone"),
+        (BOGOTA, BOGOTA, ("the dates agree with the configured zone",)),
         # Configured ahead of the API: asked windows are not over yet in its wall time.
         (
             MEXICO,
             BOGOTA,
-            "6[01] min before now in America/Bogota"
-            r"|the API's clock reads 60 min behind America/Bogota \(UTC-05:00\): is `timezone` "
-            "America/Mexico_City",
+            (
+                "(59|60|61) min before now in America/Bogota",
+                r"the API's clock reads 60 min behind America/Bogota \(UTC-05:00\): is `timezone` "
+                "America/Mexico_City",
+            ),
         ),
         # Configured behind: rows are dated in its future.
         (
             BOGOTA,
             MEXICO,
-            "dated in the future of America/Mexico_City, the newest 6[01] min ahead of now: "
-            "`timezone` is behind the API's; the API's clock reads 60 min ahead of "
-            r"America/Mexico_City \(UTC-06:00\): is `timezone` America/Bogota",
+            (
+                "dated in the future of America/Mexico_City, the newest (59|60|61) min ahead of "
+                "now: `timezone` is behind the API's; the API's clock reads 60 min ahead of "
+                r"America/Mexico_City \(UTC-06:00\): is `timezone` America/Bogota",
+            ),
         ),
     ],
 )
@@ -63,7 +67,7 @@ def test_a_wrong_timezone_is_named_by_its_offset(
     code, out = check_connect(tmp_path, url, configured, capsys)
     assert code == 0, out
     assert "ops: reachable, token valid" in out
-    for pattern in says.split("|"):
+    for pattern in says:
         assert re.search(pattern, out), out
     if api_zone == configured:
         assert "timezone` America" not in out
