@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import yaml
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -24,6 +23,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from exporter import strict_yaml
 
 DEFAULT_LISTEN_ADDRESS = ":9856"
 
@@ -384,10 +385,7 @@ def load(path: str | Path) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
     try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        raise ConfigError(f"config invalid: {path} is not valid YAML{where}: {problem}") from None
+        raw = strict_yaml.load(text)
+    except strict_yaml.YAMLProblem as exc:
+        raise ConfigError(f"config invalid: {exc.describe(path)}") from None
     return from_mapping(raw)

@@ -172,3 +172,25 @@ def test_readme_documents_every_flag():
     assert flags
     for flag in flags:
         assert f"`{flag}" in readme, flag
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        # PyYAML keeps the last of two equal keys; Go's strict decoder refuses them.
+        (
+            "polling:\n  interval: 5m\npolling:\n  interval: 1m\n",
+            "at line 3: duplicate key 'polling' (first at line 1)",
+        ),
+        ("a: &x [1, 2]\nb: *x\n", "at line 2: aliases (*x) are not allowed"),
+        ("[" * 20000 + "]" * 20000, "nested deeper than 32 levels"),
+        ("x: " + "y" * (1 << 20) + "\n", "larger than 1024 KiB"),
+    ],
+)
+def test_hostile_yaml_is_refused_at_once_with_a_location(tmp_path, text, says, capsys):
+    """Duplicate keys, aliases (a billion-laughs file), deep nesting and huge files."""
+    path = tmp_path / "config.yaml"
+    path.write_text(text)
+    assert cli.main(["check", "--config", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert says in err and "Traceback" not in err
