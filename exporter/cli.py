@@ -207,7 +207,10 @@ def check(argv: Sequence[str]) -> int:
     try:
         cfg = config.load(args.config)
         if args.web_config:
-            webconfig.load(args.web_config)
+            security = webconfig.load(args.web_config, serving=False)
+            problem = webconfig.http2_problem(security.config)
+            if problem:  # as promtool: the file is valid, but a server would not start with it
+                print(f"web config: warning: the exporter would not start: {problem}")
     except config.ConfigError as exc:
         return _fail(str(exc))
     print(
@@ -309,7 +312,7 @@ def simulate(argv: Sequence[str]) -> int:
     )
     srv, url = simulator.serve(sim, host or "127.0.0.1", port)
     print(f"simulated Wolkvox API at {url}/api/v2/reports_manager.php", flush=True)
-    _wait_for_signal()
+    _wait_for_signal(None)
     srv.shutdown()
     return 0
 
@@ -354,12 +357,21 @@ def _demo_config() -> config.Config:
     )
 
 
-def _wait_for_signal() -> None:
+def _wait_for_signal(security: webconfig.Security | None) -> None:
+    """Until SIGTERM or SIGINT. SIGHUP re-reads the web config (certificates rotated by
+    cert-manager, say) instead of killing the process as it would by default."""
     done = threading.Event()
+    hangups = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    while not done.wait(3600):
-        pass
+    signal.signal(signal.SIGHUP, lambda *_: hangups.set())
+    while not done.wait(0.5):
+        if hangups.is_set():
+            hangups.clear()
+            if security is None:
+                log.info("SIGHUP: no --web.config.file to re-read; the config file needs a restart")
+            else:
+                security.reload("SIGHUP")
 
 
 def run(argv: Sequence[str]) -> int:
@@ -370,13 +382,17 @@ def run(argv: Sequence[str]) -> int:
         cfg = _demo_config() if args.demo else config.load(args.config)
         listen = args.listen or cfg.web.listen_address
         host, port = config.split_listen_address(listen)
-        security = webconfig.load(args.web_config) if args.web_config else None
     except config.ConfigError as exc:
         return _fail(str(exc))
     except ValueError as exc:
         return _fail(f"--web.listen-address: {exc}")
     level = "warning" if args.log_level == "warn" else args.log_level
     logs.setup(level, args.log_format, secrets=[op.secret() for op in cfg.operations])
+    try:
+        # After logging starts, so that its warnings (keys without effect) are logged.
+        security = webconfig.load(args.web_config) if args.web_config else None
+    except config.ConfigError as exc:
+        return _fail(str(exc))
 
     if cfg.polling.interval < 300 and not args.demo:
         log.warning(
@@ -409,7 +425,7 @@ def run(argv: Sequence[str]) -> int:
     )
     for p in pollers:
         p.start()
-    _wait_for_signal()
+    _wait_for_signal(security)
     log.info("shutting down: abandoning requests in flight and saving state")
     httpd.shutdown()
     for p in pollers:

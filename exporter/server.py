@@ -90,36 +90,47 @@ class Handler(BaseHTTPRequestHandler):
 
     def setup(self) -> None:
         # TLS handshakes happen here, in the connection's own thread, so a client that stalls
-        # mid-handshake cannot hold up the accept loop.
-        if isinstance(self.request, ssl.SSLSocket):
+        # mid-handshake cannot hold up the accept loop. Each connection gets the web config's
+        # settings of the moment, so rotated certificates are used without a restart.
+        security = self.app.security
+        if security is not None and security.tls:
+            ctx = security.current().ssl_context
+            assert ctx is not None
             self.request.settimeout(self.timeout)
-            self.request.do_handshake()
+            tls = ctx.wrap_socket(self.request, server_side=True, do_handshake_on_connect=False)
+            self.request = tls
+            tls.do_handshake()
+            if not security.client_allowed(tls.getpeercert()):
+                # Go fails the handshake itself; the nearest we can do is hang up before
+                # reading a byte of the request.
+                raise ssl.SSLError("client certificate has none of client_allowed_sans")
         super().setup()
 
     def do_GET(self) -> None:
-        if self._authorized():
+        if self._admitted():
             self._serve(head=False)
 
     def do_HEAD(self) -> None:
-        if self._authorized():
+        if self._admitted():
             self._serve(head=True)
 
     def _not_allowed(self) -> None:
-        if self._authorized():
+        if self._admitted():
             self._send(405, b"method not allowed\n", TEXT, extra={"Allow": "GET, HEAD"})
 
     do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
 
-    def _authorized(self) -> bool:
+    def _admitted(self) -> bool:
+        """The rate limit, then basic auth, in the toolkit's order."""
         security = self.app.security
-        if security is None or security.authorized(self.headers.get("Authorization")):
+        if security is None:
             return True
-        self._send(
-            401,
-            b"unauthorized\n",
-            TEXT,
-            extra={"WWW-Authenticate": 'Basic realm="wolkvox-exporter"'},
-        )
+        if not security.allowed_by_rate():
+            self._send(429, b"Too Many Requests\n", TEXT)
+            return False
+        if security.authorized(self.headers.get("Authorization")):
+            return True
+        self._send(401, b"Unauthorized\n", TEXT, extra={"WWW-Authenticate": "Basic"})
         return False
 
     def _serve(self, head: bool) -> None:
@@ -158,7 +169,7 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
         if self.app.security is not None:
-            for name, value in self.app.security.headers.items():
+            for name, value in self.app.security.current().headers.items():
                 self.send_header(name, value)
         for name, value in (extra or {}).items():
             self.send_header(name, value)
@@ -173,6 +184,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    request_queue_size = 128  # bursts of scrapers wait in the backlog rather than being refused
 
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         # A client that hangs up mid-answer is routine; keep tracebacks out of stderr.
@@ -184,10 +196,6 @@ def serve(app: App, host: str, port: int) -> tuple[Server, threading.Thread]:
     handler = type("BoundHandler", (Handler,), {"app": app})
     cls = type("Server6", (Server,), {"address_family": socket.AF_INET6}) if ":" in host else Server
     server = cls((host, port), handler)
-    if app.security is not None and app.security.ssl_context is not None:
-        server.socket = app.security.ssl_context.wrap_socket(
-            server.socket, server_side=True, do_handshake_on_connect=False
-        )
     thread = threading.Thread(target=server.serve_forever, name="http", daemon=True)
     thread.start()
     return server, thread
