@@ -8,18 +8,21 @@ the token must be released between attempts so operations sharing it are not sta
 from __future__ import annotations
 
 import hashlib
+import http.client
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TypeVar
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
 import requests
+import urllib3
 
 from exporter import __version__, windowing
 from exporter.config import Operation, Polling
@@ -48,6 +51,7 @@ class Outcome(StrEnum):
     BAD_REQUEST = "bad_request"
     HTTP_ERROR = "http_error"
     NOT_FOUND = "not_found"
+    TOO_LARGE = "too_large"
 
 
 TRANSIENT = frozenset(
@@ -74,6 +78,7 @@ _DESCRIPTIONS = {
     Outcome.TOO_MANY_RECORDS: "the API asked for a narrower date range",
     Outcome.BAD_REQUEST: "the API rejected the request parameters",
     Outcome.HTTP_ERROR: "the API answered with an unexpected HTTP status",
+    Outcome.TOO_LARGE: "the answer is larger than polling.max_response_bytes",
     Outcome.NOT_FOUND: (
         "HTTP 404 that is not the API's own (no JSON envelope): check base_url, server and any "
         "proxy in between"
@@ -248,10 +253,13 @@ class Client:
     retry_backoff: float = 2.0
     stop: threading.Event | None = None
     server: str | None = None
+    max_response_bytes: int = 64 << 20
 
     def __post_init__(self) -> None:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"wolkvox-exporter/{__version__}"
+        # Only encodings whose inflating is bounded below (no brotli or zstd surprises).
+        self.session.headers["Accept-Encoding"] = "gzip, deflate"
         if self.server:
             # The vendor's Postman collection sends it with every call, and one public client
             # found it required; it costs nothing.
@@ -281,6 +289,7 @@ class Client:
             retry_backoff=polling.retry_backoff,
             stop=stop,
             server=op.server_number,
+            max_response_bytes=polling.max_response_bytes,
         )
 
     def __repr__(self) -> str:  # the dataclass repr would print the token
@@ -330,22 +339,8 @@ class Client:
             started = time.perf_counter()
             outcome = Outcome.SUCCESS
             try:
-                try:
-                    response = self.session.get(
-                        url,
-                        params=params,
-                        headers={"wolkvox-token": self.token},
-                        timeout=(self.connect_timeout, self.timeout),
-                        allow_redirects=False,
-                    )
-                    body = response.content
-                except requests.Timeout:
-                    raise ApiError(Outcome.TIMEOUT) from None
-                except requests.ConnectionError as exc:
-                    raise ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__) from None
-                except requests.RequestException as exc:
-                    raise ApiError(Outcome.HTTP_ERROR, type(exc).__name__) from None
-                result = read(response.status_code, body, _retry_after(response))
+                status, body, retry_after = self._get(url, params)
+                result = read(status, body, retry_after)
                 if isinstance(result, Answer) and not result.size:
                     outcome = Outcome.EMPTY
                 return result
@@ -356,6 +351,132 @@ class Client:
                 self.observe(outcome, time.perf_counter() - started)
                 if outcome is Outcome.TIMEOUT:
                     self.gate.rest(self.token, self.timeout)
+
+    def _get(self, url: str, params: dict[str, str]) -> tuple[int, bytes, float | None]:
+        """One GET, bounded as a whole: `timeout` covers connecting, headers and body together
+        (requests' own timeout bounds each read, so an answer dripping a byte at a time would
+        never end), and the body, inflated, may not pass `max_response_bytes`.
+
+        The exchange runs in a worker thread that the caller stops waiting for at the deadline;
+        the worker then hangs up the connection and ends."""
+        box: dict[str, Any] = {}
+        abandoned = threading.Event()
+        worker = threading.Thread(
+            target=self._exchange_into,
+            args=(url, params, box, abandoned),
+            name="api-exchange",
+            daemon=True,
+        )
+        worker.start()
+        deadline = time.monotonic() + self.timeout
+        while worker.is_alive():
+            worker.join(min(0.2, max(0.0, deadline - time.monotonic())))
+            if not worker.is_alive():
+                break
+            stopping = self.stop is not None and self.stop.is_set()
+            if stopping or time.monotonic() >= deadline:
+                abandoned.set()
+                _hang_up(box.get("response"))
+                if stopping:
+                    raise ApiError(Outcome.CONNECTION_ERROR, "stopping")
+                raise ApiError(Outcome.TIMEOUT, "no complete answer within polling.timeout")
+        error = box.get("error")
+        if error is not None:
+            raise _classify_exception(error)
+        status, body, retry_after = box["result"]
+        return int(status), bytes(body), retry_after
+
+    def _exchange_into(
+        self, url: str, params: dict[str, str], box: dict[str, Any], abandoned: threading.Event
+    ) -> None:
+        response: requests.Response | None = None
+        try:
+            response = self.session.get(
+                url,
+                params=params,
+                headers={"wolkvox-token": self.token},
+                timeout=(self.connect_timeout, self.timeout),
+                allow_redirects=False,
+                stream=True,
+            )
+            box["response"] = response
+            body = _read_body(response, self.max_response_bytes, abandoned)
+            box["result"] = (response.status_code, body, _retry_after(response))
+        except BaseException as exc:  # handed to the caller, who classifies it
+            box["error"] = exc
+        finally:
+            if response is not None:
+                response.close()
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class _Abandoned(Exception):
+    pass
+
+
+def _read_body(response: requests.Response, limit: int, abandoned: threading.Event) -> bytes:
+    """The body, inflated as it arrives, a receive at a time, never more than `limit` bytes: a
+    gzip answer that inflates to gigabytes costs no more memory than the limit."""
+    announced = response.headers.get("Content-Length", "").strip()
+    encoded = response.headers.get("Content-Encoding", "identity").strip().lower()
+    if announced.isdigit() and int(announced) > limit and encoded in ("", "identity"):
+        raise _TooLarge(f"Content-Length {announced}")
+    if encoded not in ("", "identity", "gzip", "x-gzip", "deflate"):
+        raise urllib3.exceptions.DecodeError(f"unexpected Content-Encoding {encoded}")
+    raw = response.raw
+    body = bytearray()
+    while True:
+        chunk = raw.read1(1 << 16, decode_content=True)
+        if not chunk:
+            break
+        body += chunk
+        if len(body) > limit:
+            raise _TooLarge(f"more than {limit} bytes")
+        if abandoned.is_set():
+            raise _Abandoned()
+    return bytes(body)
+
+
+def _hang_up(response: requests.Response | None) -> None:
+    """Wake a worker blocked reading an abandoned answer by shutting its socket down."""
+    if response is None:
+        return
+    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    try:
+        if sock is not None:
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+
+
+def _classify_exception(exc: BaseException) -> ApiError:
+    """An exception of the exchange as an ApiError; the text names only the exception type."""
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, _TooLarge):
+        return ApiError(Outcome.TOO_LARGE, str(exc))
+    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError):
+        return ApiError(Outcome.TIMEOUT)
+    if isinstance(
+        exc,
+        urllib3.exceptions.ProtocolError
+        | urllib3.exceptions.DecodeError
+        | requests.exceptions.ChunkedEncodingError
+        | requests.exceptions.ContentDecodingError
+        | http.client.IncompleteRead,
+    ):
+        # Cut off mid-answer, or not inflatable: asking again is safe.
+        return ApiError(
+            Outcome.INVALID_RESPONSE, f"answer cut off or undecodable ({type(exc).__name__})"
+        )
+    if isinstance(exc, requests.ConnectionError | ConnectionError):
+        return ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__)
+    if isinstance(exc, requests.RequestException | OSError):
+        return ApiError(Outcome.HTTP_ERROR, type(exc).__name__)
+    return ApiError(Outcome.HTTP_ERROR, f"unexpected {type(exc).__name__}")
 
 
 def _read_answer(status: int, body: bytes, retry_after: float | None) -> Answer:
@@ -435,17 +556,18 @@ def fetch_within_cap(
     operation: str,
 ) -> None:
     """Fetch the inclusive range `[first, last]`, halving it while an answer comes back at the
-    record cap (or the API asks for a narrower range); `on_answer` gets each complete answer with
-    its range, in date order. The halves share their middle second, so the receiver must dedupe
-    (the Tally does)."""
+    record cap, or the API asks for a narrower range, or the answer is larger than
+    `max_response_bytes`; `on_answer` gets each complete answer with its range, in date order.
+    The halves share their middle second, so the receiver must dedupe (the Tally does)."""
     answer: Answer | None
+    refused = Outcome.TOO_MANY_RECORDS
     try:
         answer = client.fetch(first, last)
         full = answer.size >= cap
     except ApiError as exc:
-        if exc.outcome is not Outcome.TOO_MANY_RECORDS:
+        if exc.outcome not in (Outcome.TOO_MANY_RECORDS, Outcome.TOO_LARGE):
             raise
-        answer, full = None, True
+        answer, full, refused = None, True, exc.outcome
     if full:
         halves = windowing.split(first, last)
         if halves is not None:
@@ -453,7 +575,7 @@ def fetch_within_cap(
                 fetch_within_cap(client, lo, hi, cap, on_answer, operation)
             return
         if answer is None:
-            raise ApiError(Outcome.TOO_MANY_RECORDS, "even a one-second range is too large")
+            raise ApiError(refused, "even a one-second range is too large")
         log.warning(
             "a one-second range holds the record cap; rows beyond it may be missing",
             extra={"operation": operation, "cap": cap},

@@ -85,6 +85,30 @@ def format_duration(seconds: float) -> str:
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 
 
+_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
+_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1 << 10, "MB": 10**6, "MiB": 1 << 20}
+_UNITS |= {"GB": 10**9, "GiB": 1 << 30}
+
+
+def parse_bytes(value: Any) -> int:
+    """A size as a number of bytes or with a unit: `65536`, `64MiB`, `10MB`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 64MiB")
+    if isinstance(value, int):
+        size = value
+    else:
+        match = _SIZE.match(str(value))
+        if match is None:
+            raise ValueError(f"expected a size such as 64MiB or 10MB, not {value!r}")
+        size = int(match.group(1)) * _UNITS[match.group(2)]
+    if size < 1024:
+        raise ValueError("must be at least 1KiB")
+    return size
+
+
+Bytes = Annotated[int, BeforeValidator(parse_bytes)]
+
+
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -166,6 +190,9 @@ class Polling(_Model):
     catchup_span: Duration = 3600.0
     request_spacing: Duration = 1.0
     max_records_per_request: int = Field(default=6000, ge=2)
+    # A full diagram_9 answer (6,000 rows of about 350 bytes) is a few MB: 64 MiB leaves room for
+    # a larger cap and long free text, and bounds what a broken or hostile answer costs.
+    max_response_bytes: Bytes = 64 << 20
     connect_timeout: Duration = 10.0
     timeout: Duration = 60.0
     retries: int = Field(default=2, ge=0, le=10)
