@@ -33,7 +33,7 @@ _CUSTOMER = attrgetter("customer")
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
 _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
-REJECT_REASONS = ("missing_field", "invalid_type", "invalid_date")
+REJECT_REASONS = ("undecodable", "missing_field", "invalid_type", "invalid_date")
 # A row dated after the range that returned it is remembered until its own date passes, but
 # never longer than this past the range: dates a day ahead are not the API selecting by
 # another time, and must not pin memory.

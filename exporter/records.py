@@ -49,14 +49,14 @@ class _Contact(msgspec.Struct, gc=False):
 
 
 class _Envelope(msgspec.Struct):
-    code: int | str | None = None
+    code: int | float | str | None = None
     msg: str | None = None
     error: msgspec.Raw = msgspec.Raw(b"null")
     data: list[msgspec.Raw] | None = None
 
 
 class _LooseEnvelope(msgspec.Struct):
-    code: int | str | None = None
+    code: int | float | str | None = None
     msg: str | None = None
     error: msgspec.Raw = msgspec.Raw(b"null")
     data: msgspec.Raw = msgspec.Raw(b"null")
@@ -95,7 +95,7 @@ class Answer:
         if self.body:
             try:
                 typed = _TYPED.decode(self.body).data
-            except msgspec.ValidationError:
+            except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
                 typed = None
             if typed is not None and len(typed) == len(self.rows):
                 return _identify(list(typed), self.rows)
@@ -116,7 +116,9 @@ class Answer:
 _DECLARED = re.compile(r"^(\d+)\s+records?\s+(?:(?:were|was|are|is)\s+)*found", re.IGNORECASE)
 
 
-def _code(value: int | str | None) -> int | None:
+def _code(value: int | float | str | None) -> int | None:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
     if isinstance(value, int):
         return value
     if isinstance(value, str) and value.strip().isdigit():
@@ -135,13 +137,17 @@ def _text(raw: msgspec.Raw) -> str:
 
 
 def decode(body: bytes) -> Answer:
-    """Decode an envelope whose `data` may be a list, a single object or null."""
+    """Decode an envelope whose `data` may be a list, a single object or null.
+
+    A row that breaks the JSON of the whole body (invalid UTF-8, NaN, nesting past the decoder's
+    depth) must cost that row only, not the answer and every re-read of its range: so such a
+    body is cut into its rows by `_split` and each row is decoded on its own later."""
     try:
         env = _FAST.decode(body)
     except msgspec.ValidationError:
         return _decode_loose(body)
-    except msgspec.DecodeError:
-        raise InvalidAnswer("body is not valid JSON") from None
+    except (msgspec.DecodeError, RecursionError):
+        return _decode_split(body)
     rows = env.data if env.data is not None else []
     return Answer(
         _code(env.code), (env.msg or "").strip(), _text(env.error), rows, env.data is None, body
@@ -154,6 +160,8 @@ def _decode_loose(body: bytes) -> Answer:
         env = _LOOSE.decode(body)
     except (msgspec.ValidationError, msgspec.DecodeError):
         raise InvalidAnswer("body is not a JSON object with code, msg and data") from None
+    except RecursionError:
+        return _decode_split(body)  # a row nested past the decoder's depth
     raw = bytes(env.data).lstrip()
     if raw.startswith(b"{"):
         rows = [env.data]
@@ -166,12 +174,118 @@ def _decode_loose(body: bytes) -> Answer:
     )
 
 
+def _decode_split(body: bytes) -> Answer:
+    """An envelope whose rows do not all decode: its rows as raw bytes, found by a scanner that
+    only follows strings and brackets, and the envelope's fields decoded without them."""
+    found = _split(body)
+    if found is None:
+        raise InvalidAnswer("body is not valid JSON")
+    start, end, rows = found
+    try:
+        env = _LOOSE.decode(body[:start] + b"null" + body[end:])
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
+        raise InvalidAnswer("body is not a JSON object with code, msg and data") from None
+    raws = [msgspec.Raw(row) for row in rows]
+    return Answer(_code(env.code), (env.msg or "").strip(), _text(env.error), raws)
+
+
+_SPACE = frozenset(b" \t\r\n")
+
+
+def _split(body: bytes) -> tuple[int, int, list[bytes]] | None:
+    """Where the top-level `data` value lies in `body`, and its elements (a list's items, or the
+    object itself) as bytes; None if the body is not an object of that shape. Iterative, so
+    nesting of any depth costs no stack."""
+    try:
+        i = _skip_space(body, 0)
+        if body[i : i + 1] != b"{":
+            return None
+        i = _skip_space(body, i + 1)
+        while body[i : i + 1] == b'"':
+            key_end = _value_end(body, i)
+            key = body[i + 1 : key_end - 1]
+            i = _skip_space(body, key_end)
+            if body[i : i + 1] != b":":
+                return None
+            start = _skip_space(body, i + 1)
+            end = _value_end(body, start)
+            if end == start:
+                return None
+            if key == b"data":
+                return start, end, _elements(body, start, end)
+            i = _skip_space(body, end)
+            if body[i : i + 1] != b",":
+                return None
+            i = _skip_space(body, i + 1)
+    except ValueError:
+        return None
+    return None
+
+
+def _elements(body: bytes, start: int, end: int) -> list[bytes]:
+    if body[start : start + 1] == b"{":
+        return [body[start:end]]
+    if body[start : start + 1] != b"[":
+        return []  # null, or a scalar that the envelope decode refuses
+    out = []
+    i = _skip_space(body, start + 1)
+    while body[i : i + 1] not in (b"]", b""):
+        item_end = _value_end(body, i)
+        if item_end == i:
+            raise ValueError("no value where an item belongs")
+        out.append(body[i:item_end])
+        i = _skip_space(body, item_end)
+        if body[i : i + 1] == b",":
+            i = _skip_space(body, i + 1)
+        elif body[i : i + 1] != b"]":
+            raise ValueError("items not separated by commas")
+    return out
+
+
+def _skip_space(body: bytes, i: int) -> int:
+    while i < len(body) and body[i] in _SPACE:
+        i += 1
+    return i
+
+
+def _value_end(body: bytes, i: int) -> int:
+    """The index just past the JSON value starting at `i`; ValueError if it never ends."""
+    depth = 0
+    n = len(body)
+    while i < n:
+        c = body[i]
+        if c == 0x22:  # a string: to its closing quote, past escapes
+            i += 1
+            while i < n and body[i] != 0x22:
+                i += 2 if body[i] == 0x5C else 1
+            if i >= n:
+                raise ValueError("unterminated string")
+            i += 1
+        elif c in (0x5B, 0x7B):  # [ {
+            depth += 1
+            i += 1
+        elif c in (0x5D, 0x7D):  # ] }
+            if depth == 0:
+                return i
+            depth -= 1
+            i += 1
+        elif depth == 0 and (c == 0x2C or c in _SPACE):  # , or space after a scalar
+            return i
+        else:
+            i += 1
+        if depth == 0 and c in (0x22, 0x5D, 0x7D):
+            return i
+    if depth:
+        raise ValueError("unterminated value")
+    return i
+
+
 def decode_rows(raws: list[msgspec.Raw]) -> list[Record | str]:
     """`decode_row` for many rows; the per-row error handling only runs if one is malformed."""
     decode_one = _RECORD.decode
     try:
         records = [decode_one(raw) for raw in raws]
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         return [decode_row(raw) for raw in raws]
     return _identify(records, raws)
 
@@ -182,6 +296,8 @@ def decode_row(raw: msgspec.Raw) -> Record | str:
         record = _RECORD.decode(raw)
     except msgspec.ValidationError as exc:
         return "missing_field" if "missing required field" in str(exc) else "invalid_type"
+    except (msgspec.DecodeError, RecursionError):
+        return "undecodable"  # not JSON at all: invalid UTF-8, NaN, nested past any sense
     return _identify([record], [raw])[0]
 
 
@@ -191,7 +307,10 @@ def _identify(records: list[Record], raws: list[msgspec.Raw]) -> list[Record | s
     if all(map(_CUSTOMER, records)):
         return cast(list[Record | str], records)
     for i in compress(range(len(records)), map(not_, map(_CUSTOMER, records))):
-        contact = _CONTACT.decode(raws[i])  # cannot fail: the row decoded as an object
+        try:
+            contact = _CONTACT.decode(raws[i])
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
+            continue  # broken bytes in a field the row's counts do not need: nobody known
         records[i].customer = contact.customer_phone or contact.customer_email
     return cast(list[Record | str], records)
 

@@ -120,7 +120,12 @@ def test_uncountable_rows_are_rejected_by_reason_and_the_rest_counted():
     rows = (row(1), bad_date, no_day, far_future, outside, row(2) | {"rp_id": None})
     result = t.ingest(answer(*rows), BASE, BASE + 299)
     assert result.counted == 2
-    assert t.rejected == {"missing_field": 0, "invalid_type": 1, "invalid_date": 3}
+    assert t.rejected == {
+        "undecodable": 0,
+        "missing_field": 0,
+        "invalid_type": 1,
+        "invalid_date": 3,
+    }
     assert t.received == 6
 
 

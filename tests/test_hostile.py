@@ -75,6 +75,7 @@ def test_hostile_records_are_rejected_or_counted_and_the_exposition_stays_valid(
     assert snap.interactions == dict(expected_counts(countable))
     # Each bad row is rejected once, although the look-back reads most of them twice.
     assert snap.rejected == {
+        "undecodable": 0,
         "missing_field": hostile_minutes,
         "invalid_type": hostile_minutes,
         "invalid_date": hostile_minutes,
