@@ -197,6 +197,10 @@ def _simulate_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _reason(exc: OSError) -> str:
+    return exc.strerror or str(exc)
+
+
 def _fail(message: str) -> int:
     print(f"wolkvox-exporter: {message}", file=sys.stderr)
     return 1
@@ -213,6 +217,13 @@ def check(argv: Sequence[str]) -> int:
                 print(f"web config: warning: the exporter would not start: {problem}")
     except config.ConfigError as exc:
         return _fail(str(exc))
+    if cfg.state.path is not None:
+        try:
+            StateStore(cfg.state.path).check_writable()
+        except OSError as exc:
+            return _fail(
+                f"state.path: cannot write a state file at {cfg.state.path}: {_reason(exc)}"
+            )
     print(
         f"config OK: {len(cfg.operations)} operation(s): {', '.join(o.name for o in cfg.operations)}"
     )
@@ -401,6 +412,12 @@ def run(argv: Sequence[str]) -> int:
         )
     gate = TokenGate(cfg.polling.request_spacing)
     store = StateStore(cfg.state.path) if cfg.state.path is not None else None
+    if store is not None:
+        try:
+            store.check_writable()
+        except OSError as exc:
+            return _fail(f"state.path: cannot write a state file at {store.path}: {_reason(exc)}")
+        store.remove_leftovers()
     saved = store.load() if store is not None else {}
     pollers = [
         Poller(
@@ -409,7 +426,7 @@ def run(argv: Sequence[str]) -> int:
         for op in cfg.operations
     ]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector(pollers, cfg.polling.interval))
+    registry.register(WolkvoxCollector(pollers, cfg.polling.interval, store))
     try:
         httpd, _ = server.serve(server.App(registry, pollers, security), host, port)
     except OSError as exc:

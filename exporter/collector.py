@@ -24,13 +24,17 @@ from prometheus_client.registry import Collector
 from exporter import __version__
 from exporter.config import format_duration
 from exporter.poller import DURATION_BUCKETS, Poller
+from exporter.state import StateStore
 
 LABELS = ["operation", "channel", "rp_id", "routing_answer"]
 
 
 class WolkvoxCollector(Collector):
-    def __init__(self, pollers: Sequence[Poller], interval: float) -> None:
+    def __init__(
+        self, pollers: Sequence[Poller], interval: float, store: StateStore | None = None
+    ) -> None:
         self.pollers = pollers
+        self.store = store
         self.every = f"polled every {format_duration(interval)} in the background"
 
     def describe(self) -> Iterator[Metric]:
@@ -176,6 +180,14 @@ class WolkvoxCollector(Collector):
             labels=["version"],
         )
         build.add_metric([__version__], 1)
+        if self.store is not None:
+            state_failures = CounterMetricFamily(
+                "wolkvox_state_save_failures",
+                "Saves of the state file (state.path) that failed; while they fail, a restart "
+                "resumes from the last good save and /-/ready answers 503.",
+            )
+            state_failures.add_metric([], self.store.save_failures)
+            yield state_failures
 
         for s in snaps:
             op = s.name

@@ -49,7 +49,10 @@ class App:
         self.security = security
 
     def ready(self) -> bool:
-        return all(p.ready for p in self.pollers)
+        """Every operation has published a successful poll, and the state file (if any) was
+        saved the last time it was written."""
+        stores = {id(p.store): p.store for p in self.pollers if p.store is not None}
+        return all(p.ready for p in self.pollers) and all(s.last_save_ok for s in stores.values())
 
     def landing(self) -> bytes:
         rows = []

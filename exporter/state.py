@@ -65,6 +65,40 @@ class StateStore:
         self.path = path
         self._lock = threading.Lock()
         self._operations: dict[str, OperationState] = {}
+        self.save_failures = 0  # for wolkvox_state_save_failures_total
+        self.last_save_ok = True  # /-/ready is false while saves fail
+
+    def check_writable(self) -> None:
+        """Raise OSError, with a reason, unless a state file can be written where configured:
+        found at start, not as a log line at every poll."""
+        directory = self.path.parent
+        directory.mkdir(parents=True, exist_ok=True)
+        probe = directory / f".{self.path.name}.{os.getpid()}.probe"
+        try:
+            with open(probe, "wb") as f:
+                f.write(b"probe")
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            probe.unlink(missing_ok=True)
+        if self.path.exists() and not os.access(self.path, os.W_OK):
+            raise PermissionError(f"{self.path} is not writable")
+
+    def remove_leftovers(self) -> None:
+        """Delete temp files that crashed saves left behind (`.state.json.<pid>.tmp` of processes
+        that are gone), so they do not pile up across crashes."""
+        prefix = f".{self.path.name}."
+        for leftover in self.path.parent.glob(f"{prefix}*.tmp"):
+            pid = leftover.name[len(prefix) : -len(".tmp")]
+            if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
+                continue
+            try:
+                leftover.unlink()
+                log.info(
+                    "removed a temp file of an interrupted save", extra={"path": str(leftover)}
+                )
+            except OSError:
+                pass
 
     def load(self) -> dict[str, OperationState]:
         """Read the file if there is one; a damaged one is moved aside and an empty state returned."""
@@ -118,10 +152,24 @@ class StateStore:
             try:
                 atomic_write(self.path, payload)
             except OSError as exc:
+                self.save_failures += 1
+                self.last_save_ok = False
                 log.error(
                     "could not save state; a restart would resume from the last good save",
                     extra={"path": str(self.path), "error": exc.strerror},
                 )
+            else:
+                self.last_save_ok = True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
 
 
 def atomic_write(path: Path, payload: bytes) -> None:

@@ -8,6 +8,7 @@ import shutil
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -156,19 +157,22 @@ def sim_factory() -> Iterator[Any]:
 
 
 @pytest.fixture
-def exposed_names(sim_factory: Any) -> set[str]:
+def exposed_names(sim_factory: Any, tmp_path: Path) -> set[str]:
     """Every sample name the exporter exposes after polls of simulated traffic, the optional
-    token quota gauges and the skip timestamp (after a gap past max_catchup) included: what
-    rules and dashboards may read."""
+    token quota gauges, the skip timestamp (after a gap past max_catchup) and the state file's
+    save failures included: what rules and dashboards may read."""
     clock = Clock(1_790_000_100)
     _, url = sim_factory(simulator.Traffic(seed=1), clock)
-    poller = make_poller(make_config(url, token_info_interval="1h", max_catchup="10m"), clock)
+    store = StateStore(tmp_path / "state.json")
+    poller = make_poller(
+        make_config(url, token_info_interval="1h", max_catchup="10m"), clock, store=store
+    )
     clock.now += 400
     poller.poll_once()
     clock.now += 3600
     poller.poll_once()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector([poller], 300))
+    registry.register(WolkvoxCollector([poller], 300, store))
     return set(re.findall(r"^(\w+)", generate_latest(registry).decode(), re.M))
 
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
-from exporter import windowing
+from prometheus_client import CollectorRegistry
+
+from exporter import cli, server, windowing
 from exporter.backfill import parse_when
 from exporter.client import TokenGate
+from exporter.collector import WolkvoxCollector
 from exporter.simulator import Reply, Traffic
 from exporter.state import StateStore
 from tests.conftest import Clock, assert_kpis, expected_counts, make_config, make_poller
@@ -131,6 +135,39 @@ def test_an_unwritable_state_path_is_logged_and_the_poller_keeps_counting(
     poll(poller, clock, 2)
     assert poller.snapshot().up
     assert "could not save state" in caplog.text
+    # Visible beyond the log: a counter for the alert, and /-/ready turns false.
+    assert store.save_failures >= 2 and not store.last_save_ok
+    app = server.App(CollectorRegistry(), [poller])
+    assert poller.ready and not app.ready()
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(WolkvoxCollector([poller], 300, store))
+    assert registry.get_sample_value("wolkvox_state_save_failures_total") == store.save_failures
+
+
+def test_a_state_path_that_cannot_be_written_is_refused_at_start(tmp_path, capsys):
+    """Found by `check` and at start, not as a log line at every poll."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    config_file = tmp_path / "config.yaml"
+    config_file.write_text(
+        "operations:\n  - {name: a, base_url: 'http://127.0.0.1:1', token: t}\n"
+        f"state:\n  path: {blocker / 'state.json'}\n"
+    )
+    assert cli.main(["check", "--config", str(config_file)]) == 1
+    assert "state.path: cannot write a state file at" in capsys.readouterr().err
+    assert cli.main(["--config", str(config_file), "--web.listen-address", "127.0.0.1:0"]) == 1
+    assert "state.path: cannot write a state file at" in capsys.readouterr().err
+
+
+def test_temp_files_of_crashed_saves_are_removed(tmp_path):
+    state = tmp_path / "state.json"
+    gone = tmp_path / ".state.json.999999999.tmp"  # no such process
+    mine = tmp_path / f".state.json.{os.getpid()}.tmp"
+    other = tmp_path / ".other.json.999999999.tmp"
+    for path in (gone, mine, other):
+        path.write_text("{")
+    StateStore(state).remove_leftovers()
+    assert not gone.exists() and mine.exists() and other.exists()
 
 
 def test_a_span_given_up_past_max_catchup_is_counted_logged_and_kept(sim_factory, tmp_path, caplog):
