@@ -394,9 +394,18 @@ class Tally:
     def _labels(
         self, raw: tuple[str, str | int, str | None]
     ) -> tuple[LabelKey, tuple[str, ...], str]:
+        """The label set of a raw one. Past `labels.max_series` label sets, a new one folds its
+        routing answer, then its rp_id, into __other__ (the series per operation stay under
+        the cap plus one per channel, and the counts stay exact in total)."""
         ch, f1 = self._channel_label(raw[0])
         rp, f2 = self._rp_label(raw[1])
         ans, f3, outcome = self._answer_label(raw[2])
+        known = self.interactions
+        if (ch, rp, ans) not in known and len(known) >= self.config.max_series:
+            if ans != labels.OTHER:
+                ans, f3 = labels.OTHER, True
+            if (ch, rp, ans) not in known and rp != labels.OTHER:
+                rp, f2 = labels.OTHER, True
         return (ch, rp, ans), _FOLDED[(f1, f2, f3)], outcome
 
     def publish(self, window_start: int, now: float, keep_from: int) -> None:

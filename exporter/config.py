@@ -236,6 +236,9 @@ class Labels(_Model):
     channel: LabelLimit = LabelLimit(max_values=50)
     rp_id: LabelLimit = LabelLimit(max_values=200)
     routing_answer: RoutingAnswerLimit = RoutingAnswerLimit()
+    # The caps above multiply (50 x 200 x 50 label sets); this bounds their product per
+    # operation, so a page stays small enough to render within a scrape timeout.
+    max_series: int = Field(default=2000, ge=10)
     last_window_retention: Duration = 86400.0
 
 

@@ -47,6 +47,35 @@ class App:
         self.registry = registry
         self.pollers = pollers
         self.security = security
+        self._pages: dict[tuple[str, bool], tuple[tuple[object, ...], bytes]] = {}
+        self._render = threading.Lock()
+
+    def metrics_page(self, accept: str, gzipped: bool) -> tuple[bytes, str]:
+        """The exposition in the format asked for, rendered once per commit.
+
+        Everything on the page comes from the pollers' published snapshots and the state
+        store's failure count, which change only when a poll commits; so a page is rendered
+        once per format (and its gzip once) and served as bytes to every scrape until then. A
+        crowd of scrapers after a commit waits for one render rather than doing 200.
+        """
+        encoder, content_type = choose_encoder(accept)
+        version = self._version()
+        key = (content_type, gzipped)
+        with self._render:
+            cached = self._pages.get(key)
+            if cached is None or not _same(cached[0], version):
+                body = encoder(self.registry)
+                if gzipped:
+                    body = gzip.compress(body, compresslevel=1)
+                cached = self._pages[key] = (version, body)
+        return cached[1], content_type
+
+    def _version(self) -> tuple[object, ...]:
+        stores = {id(p.store): p.store for p in self.pollers if p.store is not None}
+        return (
+            *(p.snapshot() for p in self.pollers),
+            *(s.save_failures for s in stores.values()),
+        )
 
     def ready(self) -> bool:
         """Every operation has published a successful poll, and the state file (if any) was
@@ -83,6 +112,13 @@ class App:
 </table></body></html>
 """
         return page.encode()
+
+
+def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
+    """Snapshots compare by identity (a new one is published at each commit), counts by value."""
+    return len(a) == len(b) and all(
+        x is y or (type(x) is int and x == y) for x, y in zip(a, b, strict=True)
+    )
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -139,12 +175,9 @@ class Handler(BaseHTTPRequestHandler):
     def _serve(self, head: bool) -> None:
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            body = encoder(self.app.registry)
-            extra = {}
-            if "gzip" in self.headers.get("Accept-Encoding", ""):
-                body = gzip.compress(body, compresslevel=1)
-                extra["Content-Encoding"] = "gzip"
+            gzipped = "gzip" in self.headers.get("Accept-Encoding", "")
+            body, content_type = self.app.metrics_page(self.headers.get("Accept", ""), gzipped)
+            extra = {"Content-Encoding": "gzip"} if gzipped else {}
             self._send(200, body, content_type, head, extra)
         elif path == "/":
             self._send(200, self.app.landing(), "text/html; charset=utf-8", head)

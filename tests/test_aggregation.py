@@ -211,3 +211,26 @@ def test_the_store_is_keyed_by_the_documented_fingerprint():
     parsed = answer(row(1), row(2))
     t.ingest(parsed, BASE, BASE + 299)
     assert set(t.seen.copies) == {fingerprint(raw) for raw in parsed.rows}
+
+
+def test_label_sets_past_max_series_fold_answer_then_rp_id_and_stay_exact():
+    """The per-label caps multiply (50 x 200 x 50); max_series bounds the product."""
+    t = tally(max_series=20)
+    rows = [
+        row(i % 60, answer=f"reply {i}", channel="whatsapp", rp_id=f"rp{i % 30}")
+        for i in range(300)
+    ]
+    t.ingest(answer(*rows), BASE, BASE + 299)
+    assert sum(t.interactions.values()) == 300  # exact in total
+    channels = {k[0] for k in t.interactions}
+    assert len(t.interactions) <= 20 + len(channels)
+    folded = [k for k in t.interactions if k[2] == labels.OTHER]
+    assert folded and ("whatsapp", labels.OTHER, labels.OTHER) in t.interactions
+    assert t.overflow["routing_answer"] > 0 and t.overflow["rp_id"] > 0
+    # A label set admitted before the cap keeps counting under its own labels.
+    first = ("whatsapp", "rp0", "reply 0")
+    before = t.interactions[first]
+    t.ingest(
+        answer(row(0, answer="reply 0", rp_id="rp0") | {"session_id": "new"}), BASE, BASE + 299
+    )
+    assert t.interactions[first] == before + 1

@@ -151,3 +151,37 @@ def test_no_token_or_customer_data_in_metrics_logs_or_pages(running, caplog):
     rows = running["traffic"].rows(START - 3600, int(running["clock"].now))
     assert rows
     assert_private(exposed, TOKEN, rows)
+
+
+def test_a_page_is_rendered_once_per_commit_and_format(sim_factory):
+    """Scrapes between two polls get the same bytes without rendering again; a commit, a new
+    format or gzip render anew."""
+    clock = Clock(START)
+    _, url = sim_factory(Traffic(seed=21, rate_per_minute=120), clock)
+    poller = make_poller(make_config(url), clock)
+    renders = 0
+
+    class Counting(WolkvoxCollector):
+        def collect(self):
+            nonlocal renders
+            renders += 1
+            yield from super().collect()
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Counting([poller], 300))
+    httpd, _ = server.serve(server.App(registry, [poller]), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{httpd.server_address[1]}/metrics"
+    try:
+        ctx = {"clock": clock, "poller": poller}
+        poll(ctx, 1)
+        pages = {get(base)[2] for _ in range(20)}
+        assert len(pages) == 1 and renders == 1
+        om = get(base, {"Accept": "application/openmetrics-text; version=1.0.0"})[2]
+        assert om.endswith(b"# EOF\n") and renders == 2
+        zipped = get(base, {"Accept-Encoding": "gzip"})[2]
+        assert gzip.decompress(zipped) in pages and renders == 3
+        poll(ctx, 1)  # a commit: the next scrape shows it
+        assert get(base)[2] not in pages and renders == 4
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
