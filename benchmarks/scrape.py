@@ -27,6 +27,7 @@ class FrozenPoller:
 
     name = "bench"
     ready = True
+    store = None
 
     def __init__(self, snap: Snapshot) -> None:
         self._snap = snap

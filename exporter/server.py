@@ -220,7 +220,7 @@ class Handler(BaseHTTPRequestHandler):
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128  # bursts of scrapers wait in the backlog rather than being refused
+    request_queue_size = 1024  # bursts of scrapers wait in the backlog, not in SYN retries
 
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         # A client that hangs up mid-answer is routine; keep tracebacks out of stderr.
