@@ -186,7 +186,8 @@ def _decode_split(body: bytes) -> Answer:
     except (msgspec.ValidationError, msgspec.DecodeError, RecursionError):
         raise InvalidAnswer("body is not a JSON object with code, msg and data") from None
     raws = [msgspec.Raw(row) for row in rows]
-    return Answer(_code(env.code), (env.msg or "").strip(), _text(env.error), raws)
+    null = body[start:end].strip() == b"null"
+    return Answer(_code(env.code), (env.msg or "").strip(), _text(env.error), raws, null)
 
 
 _SPACE = frozenset(b" \t\r\n")
@@ -225,8 +226,10 @@ def _split(body: bytes) -> tuple[int, int, list[bytes]] | None:
 def _elements(body: bytes, start: int, end: int) -> list[bytes]:
     if body[start : start + 1] == b"{":
         return [body[start:end]]
+    if body[start:end].strip() == b"null":
+        return []
     if body[start : start + 1] != b"[":
-        return []  # null, or a scalar that the envelope decode refuses
+        raise ValueError("data is neither a list, an object nor null")
     out = []
     i = _skip_space(body, start + 1)
     while body[i : i + 1] not in (b"]", b""):
