@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 
 from exporter import __version__, backfill, config, diagnose, logs, server, simulator, webconfig
 from exporter.client import TokenGate
@@ -428,7 +428,9 @@ def run(argv: Sequence[str]) -> int:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector(pollers, cfg.polling.interval, store))
     try:
-        httpd, _ = server.serve(server.App(registry, pollers, security), host, port)
+        live = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=live)  # process_*: the standard self-metrics of an exporter
+        httpd, _ = server.serve(server.App(registry, pollers, security, live), host, port)
     except OSError as exc:
         return _fail(f"cannot listen on {listen}: {exc.strerror}")
     log.info(

@@ -43,10 +43,12 @@ class App:
         registry: CollectorRegistry,
         pollers: Sequence[Poller],
         security: Security | None = None,
+        live: CollectorRegistry | None = None,
     ) -> None:
         self.registry = registry
         self.pollers = pollers
         self.security = security
+        self.live = live  # rendered at every scrape (process_*), after the cached part
         self._pages: dict[tuple[str, bool], tuple[tuple[object, ...], bytes]] = {}
         self._render = threading.Lock()
 
@@ -59,16 +61,22 @@ class App:
         crowd of scrapers after a commit waits for one render rather than doing 200.
         """
         encoder, content_type = choose_encoder(accept)
+        openmetrics = content_type.startswith("application/openmetrics-text")
         version = self._version()
         key = (content_type, gzipped)
         with self._render:
             cached = self._pages.get(key)
             if cached is None or not _same(cached[0], version):
                 body = encoder(self.registry)
+                if openmetrics:  # the live part comes after, and `# EOF` after that
+                    body = body.removesuffix(_EOF)
                 if gzipped:
                     body = gzip.compress(body, compresslevel=1)
                 cached = self._pages[key] = (version, body)
-        return cached[1], content_type
+        live = encoder(self.live) if self.live is not None else (_EOF if openmetrics else b"")
+        if gzipped:  # a second gzip member: decoders read concatenated members as one stream
+            live = gzip.compress(live, compresslevel=1)
+        return cached[1] + live, content_type
 
     def _version(self) -> tuple[object, ...]:
         stores = {id(p.store): p.store for p in self.pollers if p.store is not None}
@@ -112,6 +120,9 @@ class App:
 </table></body></html>
 """
         return page.encode()
+
+
+_EOF = b"# EOF\n"
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:
