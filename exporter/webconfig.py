@@ -98,6 +98,7 @@ ClientAuth = Literal[
 ]
 _BCRYPT = re.compile(rb"^\$2[abxy]?\$(\d\d)\$[./A-Za-z0-9]{53}$")
 _AUTH_CACHE_SIZE = 100  # as the toolkit's
+_CHANGED = "a file changed"
 
 
 class _Model(BaseModel):
@@ -306,13 +307,15 @@ class Security:
         """The settings for a new connection or request, re-read first if a file changed."""
         signature = _signature(self._settings.files)
         if signature != self._signature and signature != self._failed_signature:
-            self.reload("a file changed")
+            self.reload(_CHANGED)
         return self._settings
 
     def reload(self, reason: str) -> bool:
         """Read the file again; keep the last good settings if it is invalid now."""
         with self._lock:
             signature = _signature(self._settings.files)
+            if reason == _CHANGED and signature == self._signature:
+                return True  # another connection's thread reloaded it meanwhile
             try:
                 settings = _read(self.path)
                 problem = http2_problem(settings.config)
