@@ -197,8 +197,13 @@ def _simulate_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _reason(exc: OSError) -> str:
-    return exc.strerror or str(exc)
+def _unwritable(store: StateStore) -> str | None:
+    """Why a state file cannot be written where configured, if it cannot."""
+    try:
+        store.check_writable()
+    except OSError as exc:
+        return f"state.path: cannot write a state file at {store.path}: {exc.strerror or exc}"
+    return None
 
 
 def _fail(message: str) -> int:
@@ -217,13 +222,8 @@ def check(argv: Sequence[str]) -> int:
                 print(f"web config: warning: the exporter would not start: {problem}")
     except config.ConfigError as exc:
         return _fail(str(exc))
-    if cfg.state.path is not None:
-        try:
-            StateStore(cfg.state.path).check_writable()
-        except OSError as exc:
-            return _fail(
-                f"state.path: cannot write a state file at {cfg.state.path}: {_reason(exc)}"
-            )
+    if cfg.state.path is not None and (problem := _unwritable(StateStore(cfg.state.path))):
+        return _fail(problem)
     print(
         f"config OK: {len(cfg.operations)} operation(s): {', '.join(o.name for o in cfg.operations)}"
     )
@@ -413,10 +413,8 @@ def run(argv: Sequence[str]) -> int:
     gate = TokenGate(cfg.polling.request_spacing)
     store = StateStore(cfg.state.path) if cfg.state.path is not None else None
     if store is not None:
-        try:
-            store.check_writable()
-        except OSError as exc:
-            return _fail(f"state.path: cannot write a state file at {store.path}: {_reason(exc)}")
+        if problem := _unwritable(store):
+            return _fail(problem)
         store.remove_leftovers()
     saved = store.load() if store is not None else {}
     pollers = [

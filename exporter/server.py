@@ -22,6 +22,7 @@ from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
 from exporter.poller import Poller
+from exporter.state import StateStore
 from exporter.webconfig import Security
 
 TEXT = "text/plain; charset=utf-8"
@@ -79,17 +80,19 @@ class App:
         return cached[1] + live, content_type
 
     def _version(self) -> tuple[object, ...]:
-        stores = {id(p.store): p.store for p in self.pollers if p.store is not None}
         return (
             *(p.snapshot() for p in self.pollers),
-            *(s.save_failures for s in stores.values()),
+            *(s.save_failures for s in self._stores()),
         )
+
+    def _stores(self) -> list[StateStore]:
+        """The state stores behind the pollers, each once (operations share the process's)."""
+        return list({id(p.store): p.store for p in self.pollers if p.store is not None}.values())
 
     def ready(self) -> bool:
         """Every operation has published a successful poll, and the state file (if any) was
         saved the last time it was written."""
-        stores = {id(p.store): p.store for p in self.pollers if p.store is not None}
-        return all(p.ready for p in self.pollers) and all(s.last_save_ok for s in stores.values())
+        return all(p.ready for p in self.pollers) and all(s.last_save_ok for s in self._stores())
 
     def landing(self) -> bytes:
         rows = []

@@ -33,7 +33,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import bcrypt
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from exporter import strict_yaml
 from exporter.config import ConfigError, parse_duration
@@ -136,20 +143,15 @@ class TLSServerConfig(_Model):
             raise ValueError(f"unknown TLS version: {value}")
         return value
 
-    @field_validator("cipher_suites")
+    @field_validator("cipher_suites", "curve_preferences")
     @classmethod
-    def _ciphers(cls, value: list[str]) -> list[str]:
+    def _known_names(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        known, what = (
+            (CIPHERS, "cipher") if info.field_name == "cipher_suites" else (CURVES, "curve")
+        )
         for name in value:
-            if name not in CIPHERS:
-                raise ValueError(f"unknown cipher: {name}")
-        return value
-
-    @field_validator("curve_preferences")
-    @classmethod
-    def _curves(cls, value: list[str]) -> list[str]:
-        for name in value:
-            if name not in CURVES:
-                raise ValueError(f"unknown curve: {name}")
+            if name not in known:
+                raise ValueError(f"unknown {what}: {name}")
         return value
 
     @property
@@ -298,10 +300,6 @@ class Security:
     @property
     def config(self) -> WebConfig:
         return self._settings.config
-
-    @property
-    def headers(self) -> dict[str, str]:
-        return self._settings.headers
 
     def current(self) -> Settings:
         """The settings for a new connection or request, re-read first if a file changed."""
