@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import socket
 import statistics
 import threading
 import time
@@ -23,7 +22,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
 
 from benchmarks.common import machine
-from benchmarks.scrape import FrozenPoller
+from benchmarks.scrape import FrozenPoller, free_port
 from exporter import server
 from exporter.collector import WolkvoxCollector
 from exporter.config import Labels
@@ -87,12 +86,6 @@ def baseline_registry(series: int) -> CollectorRegistry:
         counter.labels("worst", ch, rp, ans).inc(n)
         gauge.labels("worst", ch, rp, ans).inc(n)
     return registry
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(which: str, port: int, series: int) -> None:
@@ -166,7 +159,7 @@ def main() -> None:
 
     results = {}
     for which in ("ours", "baseline"):
-        port = _free_port()
+        port = free_port()
         proc = multiprocessing.Process(target=_serve, args=(which, port, args.series), daemon=True)
         proc.start()
         deadline = time.time() + 30

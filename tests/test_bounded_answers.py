@@ -14,13 +14,13 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.client import ApiError, Client, Outcome, TokenGate
+from exporter.client import ApiError, Client, Outcome
 from exporter.simulator import Traffic
-from tests.conftest import TOKEN, Clock, expected_counts, make_config, make_poller
+from tests.conftest import Clock, expected_counts, make_config, make_poller
+from tests.test_client import client as client_for
 from tests.test_poller import START, run_polls
 
 Reply = Callable[[socket.socket], None]
@@ -61,17 +61,8 @@ def _serve(conn: socket.socket, reply: Reply) -> None:
 
 
 def client(url: str, seen: list[Outcome], timeout: float = 1.0, retries: int = 0) -> Client:
-    return Client(
-        url=url,
-        token=TOKEN,
-        zone=ZoneInfo("America/Bogota"),
-        gate=TokenGate(0),
-        observe=lambda o, _s: seen.append(o),
-        timeout=timeout,
-        retries=retries,
-        retry_backoff=0.0,
-        max_response_bytes=1 << 20,
-    )
+    """test_client's client, with a 1 MiB body limit and no retries unless asked."""
+    return client_for(url, seen, retries, timeout, max_response_bytes=1 << 20)
 
 
 def drip_body(conn: socket.socket) -> None:

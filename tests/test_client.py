@@ -52,7 +52,13 @@ def api() -> Iterator[tuple[Script, str]]:
     srv.server_close()
 
 
-def client(url: str, observed: list[Outcome], retries: int = 2, timeout: float = 2.0) -> Client:
+def client(
+    url: str,
+    observed: list[Outcome],
+    retries: int = 2,
+    timeout: float = 2.0,
+    max_response_bytes: int = 64 << 20,
+) -> Client:
     return Client(
         url=url,
         token=TOKEN,
@@ -62,6 +68,7 @@ def client(url: str, observed: list[Outcome], retries: int = 2, timeout: float =
         retries=retries,
         retry_backoff=0.0,
         timeout=timeout,
+        max_response_bytes=max_response_bytes,
     )
 
 
