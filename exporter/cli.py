@@ -14,7 +14,17 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from exporter import __version__, backfill, config, diagnose, logs, server, simulator, webconfig
+from exporter import (
+    __version__,
+    backfill,
+    config,
+    diagnose,
+    healthcheck,
+    logs,
+    server,
+    simulator,
+    webconfig,
+)
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
 from exporter.poller import Poller
@@ -34,7 +44,8 @@ def _run_parser() -> argparse.ArgumentParser:
         prog="wolkvox-exporter",
         description="Prometheus exporter for Wolkvox interaction routing and chatbots (diagram_9). "
         "Subcommands: 'check --config FILE [--connect]' validates a config (and the API access); "
-        "'backfill' writes past data for promtool; 'simulate' runs the simulated API.",
+        "'backfill' writes past data for promtool; 'simulate' runs the simulated API; "
+        "'healthcheck' probes a running exporter (a container's HEALTHCHECK).",
     )
     p.add_argument(
         "--config",
@@ -146,6 +157,33 @@ def _backfill_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="start the live exporter's counters (state.path) from the backfilled totals at --to",
     )
+    return p
+
+
+def _healthcheck_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wolkvox-exporter healthcheck",
+        description="Probe the exporter running on this host: exit 0 if it answers, 1 if not. "
+        "Finds its address as the exporter does (flag, env, config file, default); a 401 or a "
+        "TLS answer counts as alive, so no credentials are needed.",
+    )
+    p.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        default=_env("CONFIG"),
+        metavar="FILE",
+        help="the exporter's config file, for web.listen_address; a missing file is no error "
+        "(the exporter may run with --demo)",
+    )
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=_env("LISTEN_ADDRESS"),
+        metavar="HOST:PORT",
+        help="the exporter's listen address (env WOLKVOX_EXPORTER_LISTEN_ADDRESS)",
+    )
+    p.add_argument("--timeout", type=float, default=4.0, help="seconds to wait (default 4)")
     return p
 
 
@@ -283,6 +321,24 @@ def backfill_command(argv: Sequence[str]) -> int:
     )
     print(f"next: promtool tsdb create-blocks-from openmetrics {args.output} <prometheus data dir>")
     return 0
+
+
+def healthcheck_command(argv: Sequence[str]) -> int:
+    args = _healthcheck_parser().parse_args(argv)
+    listen = args.listen
+    if not listen and args.config and Path(args.config).exists():
+        try:
+            listen = config.load(args.config).web.listen_address
+        except config.ConfigError as exc:
+            print(f"unhealthy: {exc}")
+            return 1
+    try:
+        verdict = healthcheck.check(listen or config.DEFAULT_LISTEN_ADDRESS, args.timeout)
+    except ValueError as exc:
+        print(f"unhealthy: --web.listen-address: {exc}")
+        return 1
+    print(f"{'healthy' if verdict.alive else 'unhealthy'}: {verdict.reason}")
+    return 0 if verdict.alive else 1
 
 
 def simulate(argv: Sequence[str]) -> int:
@@ -462,6 +518,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return simulate(argv[1:])
     if argv and argv[0] == "backfill":
         return backfill_command(argv[1:])
+    if argv and argv[0] == "healthcheck":
+        return healthcheck_command(argv[1:])
     return run(argv)
 
 

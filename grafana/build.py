@@ -19,10 +19,15 @@ OUT = Path(__file__).parent / "dashboards"
 Panel = dict[str, Any]
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
-OP = 'operation=~"$operation"'
-OP_CH = 'operation=~"$operation",channel=~"$channel"'
-OP_CH_RP = 'operation=~"$operation",channel=~"$channel",rp_id=~"$rp_id"'
-# Counters move once per poll (5m by default), so rates span at least three polls.
+# Every selector names the job and instance variables, so that several exporters (one per
+# token group) on one Grafana never mix (the dashboard linter's target-job/instance rules).
+JI = 'job=~"$job",instance=~"$instance"'
+OP = f'{JI},operation=~"$operation"'
+OP_CH = f'{OP},channel=~"$channel"'
+OP_CH_RP = f'{OP_CH},rp_id=~"$rp_id"'
+# The wolkvox_* counters move once per poll (5m by default), so their rates span at least
+# three polls, whatever the scrape interval: fixed windows, listed in grafana/.lint with this
+# reason. Counters that move continuously (process_*) use $__rate_interval.
 RATE = "15m"
 
 
@@ -143,7 +148,7 @@ def table(
     return p
 
 
-def variable(name: str, label: str, query: str) -> dict[str, Any]:
+def variable(name: str, label: str, query: str, all_value: str = ".*") -> dict[str, Any]:
     return {
         "type": "query",
         "name": name,
@@ -154,7 +159,7 @@ def variable(name: str, label: str, query: str) -> dict[str, Any]:
         "refresh": 2,  # on time range change: operations and channels come and go
         "includeAll": True,
         "multi": True,
-        "allValue": ".*",
+        "allValue": all_value,
         "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
         "sort": 1,
     }
@@ -168,7 +173,15 @@ DATASOURCE_VAR = {
     "current": {},
     "refresh": 1,
 }
-OPERATION_VAR = variable("operation", "Operation", "label_values(wolkvox_up, operation)")
+# job and instance: ".+" for All, as the dashboard linter asks (a series always has both).
+JOB_VAR = variable("job", "Job", "label_values(wolkvox_exporter_build_info, job)", ".+")
+INSTANCE_VAR = variable(
+    "instance",
+    "Instance",
+    'label_values(wolkvox_exporter_build_info{job=~"$job"}, instance)',
+    ".+",
+)
+OPERATION_VAR = variable("operation", "Operation", f"label_values(wolkvox_up{{{JI}}}, operation)")
 CHANNEL_VAR = variable(
     "channel", "Channel", f"label_values(wolkvox_interactions_total{{{OP}}}, channel)"
 )
@@ -199,14 +212,14 @@ def dashboard(
         "description": description,
         "tags": ["wolkvox", "contact-center"],
         "timezone": "browser",
-        "editable": True,
+        "editable": False,  # provisioned: edits belong in build.py
         "graphTooltip": 1,
         "time": {"from": "now-24h", "to": "now"},
         "refresh": "5m",
         "schemaVersion": 39,
         "version": 1,
         "links": LINKS,
-        "templating": {"list": [DATASOURCE_VAR, *variables]},
+        "templating": {"list": [DATASOURCE_VAR, JOB_VAR, INSTANCE_VAR, *variables]},
         "annotations": {"list": []},
         "panels": panels,
     }
@@ -536,7 +549,7 @@ def exporter_health() -> dict[str, Any]:
         table(
             "Exporter version",
             "wolkvox_exporter_build_info of each scraped exporter.",
-            "wolkvox_exporter_build_info",
+            f"wolkvox_exporter_build_info{{{JI}}}",
             (16, 23, 8, 6),
             "Value",
         ),
@@ -546,8 +559,29 @@ def exporter_health() -> dict[str, Any]:
             "polling.max_catchup; a step up is a gap to backfill (see the WolkvoxDataSkipped "
             "runbook).",
             [target(f"wolkvox_skipped_seconds_total{{{OP}}}", "{{operation}}")],
-            (0, 29, 24, 6),
+            (0, 29, 12, 6),
             "s",
+        ),
+        timeseries(
+            "Exporter CPU",
+            "CPU seconds per second the exporter process uses (decoding answers, saving state, "
+            "rendering scrapes).",
+            [
+                target(
+                    f"rate(process_cpu_seconds_total{{{JI}}}[$__rate_interval])",
+                    "{{instance}}",
+                )
+            ],
+            (12, 29, 6, 6),
+            "percentunit",
+        ),
+        timeseries(
+            "Exporter memory",
+            "Resident memory of the exporter process; it grows with the sessions remembered "
+            "(kpis.session_horizon), not with uptime.",
+            [target(f"process_resident_memory_bytes{{{JI}}}", "{{instance}}")],
+            (18, 29, 6, 6),
+            "bytes",
         ),
     ]
     return dashboard(

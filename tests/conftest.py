@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from exporter import config, labels, simulator
 from exporter.client import TokenGate
@@ -173,6 +173,7 @@ def exposed_names(sim_factory: Any, tmp_path: Path) -> set[str]:
     poller.poll_once()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector([poller], 300, store))
+    ProcessCollector(registry=registry)  # process_*, which the CLI serves after the snapshot
     return set(re.findall(r"^(\w+)", generate_latest(registry).decode(), re.M))
 
 

@@ -9,7 +9,10 @@ import promql_parser
 # What Grafana puts in place of the dashboards' variables when "All" is selected, and of the
 # built-in range variable when the time picker shows the last hour.
 GRAFANA_VARIABLES = {
+    "$__rate_interval": "2m",
     "$__range": "1h",
+    "$job": ".+",
+    "$instance": ".+",
     "$operation": ".*",
     "$channel": ".*",
     "$rp_id": ".*",

@@ -60,3 +60,19 @@ def test_rules_only_use_metrics_the_exporter_exposes(exposed_names):
     used = {name for r in rules() for name in metric_names(str(r["expr"]))}
     assert "wolkvox_sessions_total" in used
     assert used - exposed_names - recorded == set()
+
+
+def test_alerts_follow_the_monitoring_mixins_annotation_style():
+    """summary: one fixed sentence (it groups notifications, so no labels or values in it),
+    capitalised, ending in a period; description: the detail, templated with the labels that
+    say where. An absent() alert has no labels to template, so its description stays fixed."""
+    for alert in (r for r in rules() if "alert" in r):
+        name, notes = alert["alert"], alert["annotations"]
+        assert isinstance(notes, dict)
+        summary, description = str(notes["summary"]), str(notes["description"])
+        assert "{{" not in summary, name
+        assert summary[0].isupper() and summary.endswith("."), (name, summary)
+        assert description[0].isupper() or description.startswith("{{"), (name, description)
+        assert description.rstrip().endswith("."), (name, description)
+        if not str(alert["expr"]).lstrip().startswith("absent("):
+            assert "{{ $labels." in description, (name, description)

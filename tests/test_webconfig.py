@@ -11,9 +11,7 @@ accepted or refused as in Go. Rows where Python's ssl cannot do what Go does are
 from __future__ import annotations
 
 import base64
-import datetime as dt
 import http.client
-import ipaddress
 import os
 import re
 import signal
@@ -32,13 +30,11 @@ from typing import Any
 import bcrypt
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import NameOID
 from prometheus_client import CollectorRegistry
 
 from exporter import config, server, webconfig
 from tests.conftest import promtool
+from tests.pki import make_pki
 from tests.process import free_port
 
 PASSWORD = "dave123"
@@ -48,82 +44,9 @@ HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
 # -- certificates ---------------------------------------------------------------------------
 
 
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _issue(
-    cn: str,
-    key: Any,
-    issuer: tuple[x509.Name, Any] | None,
-    *,
-    ca: bool = False,
-    sans: list[x509.GeneralName] | None = None,
-) -> x509.Certificate:
-    now = dt.datetime.now(dt.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn))
-        .issuer_name(issuer[0] if issuer else _name(cn))
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-    )
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(issuer[1] if issuer else key, hashes.SHA256())
-
-
-def _pem(cert: x509.Certificate) -> bytes:
-    return cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _key_pem(key: Any) -> bytes:
-    return bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-
-
-def make_server_cert(d: Path, ca: x509.Certificate, ca_key: Any, name: str = "server") -> None:
-    # RSA, as the toolkit's: its cipher cases name ECDHE_RSA suites.
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sans: list[x509.GeneralName] = [
-        x509.DNSName("localhost"),
-        x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-    ]
-    (d / f"{name}.crt").write_bytes(_pem(_issue(name, key, (ca.subject, ca_key), sans=sans)))
-    (d / f"{name}.key").write_bytes(_key_pem(key))
-
-
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """ca.crt signs server.crt and client.crt (SAN DNS test3); other-ca.crt signs
-    stranger.crt; rotated.crt is a second server certificate for the reload case."""
-    d = tmp_path_factory.mktemp("pki")
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca = _issue("test-ca", ca_key, None, ca=True)
-    (d / "ca.crt").write_bytes(_pem(ca))
-    other_key = ec.generate_private_key(ec.SECP256R1())
-    other = _issue("other-ca", other_key, None, ca=True)
-    (d / "other-ca.crt").write_bytes(_pem(other))
-    make_server_cert(d, ca, ca_key)
-    make_server_cert(d, ca, ca_key, "rotated")
-    for name, issuer in (
-        ("client", (ca.subject, ca_key)),
-        ("stranger", (other.subject, other_key)),
-    ):
-        key = ec.generate_private_key(ec.SECP256R1())
-        sans = [x509.DNSName("test3"), x509.RFC822Name("client@example.com")]
-        (d / f"{name}.crt").write_bytes(_pem(_issue(name, key, issuer, sans=sans)))
-        (d / f"{name}.key").write_bytes(_key_pem(key))
-    (d / "empty.pem").write_text("")
-    return d
+    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 # -- requests -------------------------------------------------------------------------------
