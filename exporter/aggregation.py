@@ -453,8 +453,11 @@ class Tally:
         if self.customers and min(c[0] for c in self.customers) < horizon:
             self.customers = {c for c in self.customers if c[0] >= horizon}
 
-    def export(self) -> dict[str, Any]:
-        """The parts of the tally that a restart needs, as plain values for the state file."""
+    def export(self, sessions: bool = True) -> dict[str, Any]:
+        """The parts of the tally that a restart needs, as plain values for the state file.
+        Without `sessions`, the session store is left out: a live save writes only what it
+        changed (`self.sessions.pending()`)."""
+        buckets, transfers = self.sessions.image() if sessions else ({}, b"")
         return {
             "interactions": [(*k, n) for k, n in self.interactions.items()],
             "received": self.received,
@@ -471,7 +474,8 @@ class Tally:
             "outcomes": [(*k, n) for k, n in self.outcomes.items()],
             "sessions_total": dict(self.sessions_total),
             "transferred_total": dict(self.transferred_total),
-            "sessions": list(self.sessions.items()),
+            "session_buckets": buckets,
+            "session_transfers": transfers,
             "customers_last_window": dict(self.customers_last_window),
         }
 
@@ -502,7 +506,7 @@ class Tally:
         self.outcomes = {(c, o): n for c, o, n in saved.outcomes}
         self.sessions_total = dict(saved.sessions_total)
         self.transferred_total = dict(saved.transferred_total)
-        self.sessions.load(saved.sessions)
+        self.sessions.load(saved.session_buckets, [saved.session_transfers])
         self.customers_last_window = dict(saved.customers_last_window)
 
 

@@ -506,6 +506,8 @@ def run(argv: Sequence[str]) -> int:
     for p in pollers:
         p.shutdown()
         p.save()
+    if store is not None:
+        store.close()
     log.info("stopped")
     return 0
 

@@ -174,21 +174,33 @@ class Poller:
         if saved.quota_paused_until is not None:
             self.gate.pause(self.client.token, saved.quota_paused_until)
 
-    def export_state(self) -> OperationState:
+    def export_state(self, sessions: bool = True) -> OperationState:
         with self.lock:
-            return OperationState(
-                cursor=self.cursor,
-                origin=self.origin,
-                requests=dict(self._health.requests),
-                quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
-                skipped_seconds=self._health.skipped_seconds,
-                last_skip=self._health.last_skip,
-                **self.tally.export(),
-            )
+            return self._export_locked(sessions)
+
+    def _export_locked(self, sessions: bool) -> OperationState:
+        return OperationState(
+            cursor=self.cursor,
+            origin=self.origin,
+            requests=dict(self._health.requests),
+            quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
+            skipped_seconds=self._health.skipped_seconds,
+            last_skip=self._health.last_skip,
+            **self.tally.export(sessions=sessions),
+        )
 
     def save(self) -> None:
-        if self.store is not None:
-            self.store.save(self.name, self.export_state())
+        """Write the counters and the session changes since the last save; the changes stay
+        noted until a save succeeds. Only this poller's thread counts into the tally, so
+        nothing changes between taking the changes and marking them saved."""
+        if self.store is None:
+            return
+        with self.lock:
+            state = self._export_locked(sessions=False)
+            changes = self.tally.sessions.pending()
+        if self.store.save(self.name, state, changes):
+            with self.lock:
+                self.tally.sessions.saved()
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         with self.lock:

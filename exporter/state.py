@@ -1,25 +1,38 @@
 """Saving what was counted, so a restart neither re-counts nor skips a row.
 
-The file holds, per operation, the cursor, every counter value and the dedupe fingerprints still
-inside the re-read horizon. It is written atomically (temp file, fsync, rename, fsync of the
-directory), so a crash at any instant leaves either the previous file or the new one. It is decoded
-against a typed schema: a damaged file fails as a whole instead of half-loading, is moved aside with
-a clear log line, and the exporter starts fresh rather than crash-looping.
+The store is a SQLite database (the standard library's sqlite3, in WAL mode with full sync):
+per operation, one row holds the cursor, every counter and the dedupe fingerprints still inside
+the re-read horizon (all small: bounded by the label caps and by traffic times the look-back),
+and the sessions remembered for the session horizon (large: a busy operation's day is a million)
+live in rows of one ten-minute bucket each. A poll's save is one transaction that rewrites the
+operation's row and only the session buckets that changed, so it costs the same whatever the
+horizon holds, and never touches another operation's rows. A crash at any instant leaves the
+last committed transaction. A damaged database is moved aside with a clear log line and the
+exporter starts fresh rather than crash-looping.
+
+A JSON state file of the previous format (version 2) at the same path is migrated on first
+start: it is kept beside as `<name>.v2.json`, and the database replaces it atomically.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
 from pathlib import Path
 
 import msgspec
 
+from exporter.sessions import Changes, pack
+
 log = logging.getLogger(__name__)
 
-VERSION = 2
+VERSION = 3  # the database; 2 was the JSON file
+SQLITE_MAGIC = b"SQLite format 3\x00"
 
 Key = tuple[str, str, str]
 
@@ -40,7 +53,10 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     outcomes: list[tuple[str, str, int]] = []  # channel, outcome, count
     sessions_total: dict[str, int] = {}
     transferred_total: dict[str, int] = {}
-    sessions: list[tuple[int, int, bool]] = []  # bucket filed under, session digest, transferred
+    # Session digests by the bucket they were first seen in, packed (sessions.pack), and the
+    # digests of those transferred. In the database they are rows of their own.
+    session_buckets: dict[int, bytes] = {}
+    session_transfers: bytes = b""
     customers_last_window: dict[str, int] = {}  # counts only; the customer hashes are not saved
     skipped_seconds: int = 0  # given up past max_catchup, never counted
     last_skip: float | None = None  # when the last span was given up
@@ -48,23 +64,149 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     newest: int | None = None  # the date of the newest row counted
 
 
-class StateFile(msgspec.Struct, forbid_unknown_fields=True):
+class _V2OperationState(OperationState, forbid_unknown_fields=True):
+    """An operation in the JSON state file of version 2, sessions as (bucket, digest, moved)."""
+
+    sessions: list[tuple[int, int, bool]] = []
+
+
+class _V2StateFile(msgspec.Struct, forbid_unknown_fields=True):
     version: int
     saved_at: float
-    operations: dict[str, OperationState]
+    operations: dict[str, _V2OperationState]
 
 
-_DECODER = msgspec.json.Decoder(StateFile)
-_ENCODER = msgspec.json.Encoder()
+class _Version(msgspec.Struct):
+    version: int
+
+
+_ENCODER = msgspec.msgpack.Encoder()
+_DECODER = msgspec.msgpack.Decoder(OperationState)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS operations (
+    name TEXT PRIMARY KEY, saved_at REAL NOT NULL, state BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_buckets (
+    operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL,
+    PRIMARY KEY (operation, bucket)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS session_transfers (
+    operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS session_transfers_by_bucket ON session_transfers (operation, bucket);
+"""
+
+
+class StoreError(Exception):
+    """The database cannot be used: damaged, or of another version."""
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=FULL")  # a committed save survives a power cut too
+        db.executescript(_SCHEMA)
+        row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        if row is None:
+            db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
+            db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file starts with its header
+        elif row[0] != VERSION:
+            raise StoreError(f"state database version {row[0]}, this exporter reads {VERSION}")
+        (verdict,) = db.execute("PRAGMA quick_check").fetchone()
+        if verdict != "ok":
+            raise StoreError(f"damaged database: {verdict}")
+    except (sqlite3.Error, StoreError):
+        db.close()
+        raise
+    return db
+
+
+@contextmanager
+def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+
+
+def _write_operation(
+    db: sqlite3.Connection, name: str, state: OperationState, changes: Changes | None
+) -> None:
+    """One operation's rows, inside the caller's transaction. Without `changes`, its sessions
+    are replaced by those the state carries; with them, only what changed is written."""
+    small = msgspec.structs.replace(state, session_buckets={}, session_transfers=b"")
+    db.execute(
+        "INSERT OR REPLACE INTO operations VALUES (?, ?, ?)",
+        (name, time.time(), _ENCODER.encode(small)),
+    )
+    if changes is None:
+        db.execute("DELETE FROM session_buckets WHERE operation = ?", (name,))
+        db.execute("DELETE FROM session_transfers WHERE operation = ?", (name,))
+        buckets = state.session_buckets
+        transfers = {max(buckets, default=0): state.session_transfers}
+    else:
+        if changes.floor is not None:
+            for table in ("session_buckets", "session_transfers"):
+                db.execute(
+                    f"DELETE FROM {table} WHERE operation = ? AND bucket + 600 <= ?",
+                    (name, changes.floor),
+                )
+        buckets, transfers = changes.buckets, changes.transfers
+    db.executemany(
+        "INSERT OR REPLACE INTO session_buckets VALUES (?, ?, ?)",
+        [(name, b, blob) for b, blob in buckets.items()],
+    )
+    db.executemany(
+        "INSERT INTO session_transfers VALUES (?, ?, ?)",
+        [(name, b, blob) for b, blob in transfers.items() if blob],
+    )
+
+
+def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
+    out: dict[str, OperationState] = {}
+    for name, blob in db.execute("SELECT name, state FROM operations"):
+        state = _DECODER.decode(blob)
+        buckets = dict(
+            db.execute(
+                "SELECT bucket, digests FROM session_buckets WHERE operation = ?", (name,)
+            ).fetchall()
+        )
+        transfers = b"".join(
+            blob
+            for (blob,) in db.execute(
+                "SELECT digests FROM session_transfers WHERE operation = ?", (name,)
+            )
+        )
+        out[name] = msgspec.structs.replace(
+            state, session_buckets=buckets, session_transfers=transfers
+        )
+    return out
+
+
+def _from_v2(old: _V2OperationState) -> OperationState:
+    fields = msgspec.structs.asdict(old)
+    sessions = fields.pop("sessions")
+    buckets: dict[int, list[int]] = {}
+    for bucket, key, _ in sessions:
+        buckets.setdefault(bucket, []).append(key)
+    fields["session_buckets"] = {b: pack(keys) for b, keys in buckets.items()}
+    fields["session_transfers"] = pack(key for _, key, moved in sessions if moved)
+    return OperationState(**fields)
 
 
 class StateStore:
-    """The state file of the whole process; each operation updates its own entry."""
+    """The state database of the whole process; each operation writes its own rows."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._lock = threading.Lock()
-        self._operations: dict[str, OperationState] = {}
+        self._db: sqlite3.Connection | None = None
         self.save_failures = 0  # for wolkvox_state_save_failures_total
         self.last_save_ok = True  # /-/ready is false while saves fail
 
@@ -85,11 +227,11 @@ class StateStore:
             raise PermissionError(f"{self.path} is not writable")
 
     def remove_leftovers(self) -> None:
-        """Delete temp files that crashed saves left behind (`.state.json.<pid>.tmp` of processes
-        that are gone), so they do not pile up across crashes."""
+        """Delete temp files that crashed saves or migrations left behind
+        (`.state.json.<pid>.tmp` of processes that are gone), so they do not pile up."""
         prefix = f".{self.path.name}."
-        for leftover in self.path.parent.glob(f"{prefix}*.tmp"):
-            pid = leftover.name[len(prefix) : -len(".tmp")]
+        for leftover in self.path.parent.glob(f"{prefix}*.tmp*"):
+            pid = leftover.name[len(prefix) :].split(".", 1)[0]
             if not pid.isdigit() or int(pid) == os.getpid() or _alive(int(pid)):
                 continue
             try:
@@ -101,39 +243,76 @@ class StateStore:
                 pass
 
     def load(self) -> dict[str, OperationState]:
-        """Read the file if there is one; a damaged one is moved aside and an empty state returned."""
+        """Open the database, migrating a JSON state file of version 2; a damaged one is moved
+        aside and an empty state returned."""
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+            try:
+                with open(self.path, "rb") as f:
+                    head = f.read(len(SQLITE_MAGIC))
+            except FileNotFoundError:
+                log.info("no state file yet; starting fresh", extra={"path": str(self.path)})
+                return {}
+            except OSError as exc:
+                self._set_aside(f"cannot read it: {exc.strerror}")
+                return {}
+            # An empty file is a database whose pages are all still in its write-ahead log.
+            if head not in (SQLITE_MAGIC, b"") and not self._migrate():
+                return {}
+            try:
+                self._db = _connect(self.path)
+                operations = _read_operations(self._db)
+            except (sqlite3.Error, StoreError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+                if self._db is not None:
+                    self._db.close()
+                    self._db = None
+                self._set_aside(str(exc))
+                return {}
+        log.info("state loaded", extra={"path": str(self.path), "operations": len(operations)})
+        return operations
+
+    def _migrate(self) -> bool:
+        """Turn a JSON state file of version 2 into the database, in place. The JSON stays
+        beside as `<name>.v2.json`; the database replaces it in one rename, so a crash leaves
+        one or the other."""
         try:
             data = self.path.read_bytes()
-        except FileNotFoundError:
-            log.info("no state file yet; starting fresh", extra={"path": str(self.path)})
-            return {}
+            version = msgspec.json.decode(data, type=_Version).version
+            if version != 2:
+                self._set_aside(
+                    f"state file version {version}, this exporter reads 2 and {VERSION}"
+                )
+                return False
+            old = msgspec.json.decode(data, type=_V2StateFile)
         except OSError as exc:
             self._set_aside(f"cannot read it: {exc.strerror}")
-            return {}
-        try:
-            state = _DECODER.decode(data)
+            return False
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             self._set_aside(f"not a valid state file: {exc}")
-            return {}
-        if state.version != VERSION:
-            self._set_aside(f"state file version {state.version}, this exporter reads {VERSION}")
-            return {}
-        with self._lock:
-            self._operations = dict(state.operations)
+            return False
+        atomic_write(self.path.with_name(f"{self.path.name}.v2.json"), data)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        tmp.unlink(missing_ok=True)
+        with closing(_connect(tmp)) as db, _transaction(db):
+            for name, op in old.operations.items():
+                _write_operation(db, name, _from_v2(op), None)
+        os.replace(tmp, self.path)
         log.info(
-            "state loaded",
-            extra={
-                "path": str(self.path),
-                "operations": len(state.operations),
-                "saved_at": state.saved_at,
-            },
+            "state file migrated to a database; the JSON file is kept beside",
+            extra={"path": str(self.path), "operations": len(old.operations)},
         )
-        return dict(state.operations)
+        return True
 
     def _set_aside(self, reason: str) -> None:
         aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
         try:
             os.replace(self.path, aside)
+            for suffix in ("-wal", "-shm"):
+                extra = self.path.with_name(self.path.name + suffix)
+                if extra.exists():
+                    os.replace(extra, aside.with_name(aside.name + suffix))
             moved = f"moved aside to {aside}"
         except OSError as exc:
             moved = f"could not move it aside ({exc.strerror})"
@@ -142,24 +321,38 @@ class StateStore:
             extra={"path": str(self.path), "reason": reason, "action": moved},
         )
 
-    def save(self, name: str, state: OperationState) -> None:
-        """Replace one operation's entry and write the whole file atomically."""
+    def save(self, name: str, state: OperationState, changes: Changes | None = None) -> bool:
+        """Write one operation's rows in one transaction: its counters, and either the
+        session changes given or (without them) every session the state carries. Returns
+        whether it was saved; a failure is logged and counted, and the caller keeps its
+        changes for the next save."""
         with self._lock:
-            self._operations[name] = state
-            payload = _ENCODER.encode(
-                StateFile(version=VERSION, saved_at=time.time(), operations=self._operations)
-            )
             try:
-                atomic_write(self.path, payload)
-            except OSError as exc:
+                if self._db is None:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
+                    self._db = _connect(self.path)
+                with _transaction(self._db) as db:
+                    _write_operation(db, name, state, changes)
+            except (OSError, sqlite3.Error, StoreError) as exc:
                 self.save_failures += 1
                 self.last_save_ok = False
                 log.error(
                     "could not save state; a restart would resume from the last good save",
-                    extra={"path": str(self.path), "error": exc.strerror},
+                    extra={"path": str(self.path), "error": _reason(exc)},
                 )
-            else:
-                self.last_save_ok = True
+                return False
+            self.last_save_ok = True
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
+
+
+def _reason(exc: Exception) -> str:
+    return exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
 
 
 def _alive(pid: int) -> bool:

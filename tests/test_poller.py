@@ -108,6 +108,7 @@ def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factor
     poller.poll_once()
     sim.tokens.update(down)
     with caplog.at_level(logging.INFO, logger="exporter.poller"):
+        caplog.clear()  # only this block's records, whatever earlier tests left set
         run_polls(poller, clock, 1, 300, 60)
     snap = poller.snapshot()
     assert snap.up
@@ -136,6 +137,7 @@ def test_catch_up_requests_shrink_as_soon_as_traffic_grows(sim_factory, caplog):
     before = sim.stats.requests
     clock.now += 5 * 3600
     with caplog.at_level(logging.INFO, logger="exporter.poller"):
+        caplog.clear()  # only this block's records, whatever earlier tests left set
         run_polls(poller, clock, 1, 300, 60)
     (done,) = [r for r in caplog.records if r.getMessage() == "poll done"]
     windows, ranges = done.__dict__["windows"], done.__dict__["ranges"]

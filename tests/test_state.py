@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import logging
 import os
+import sqlite3
 import time
 from pathlib import Path
 
+import msgspec
 from prometheus_client import CollectorRegistry
 
 from exporter import cli, server, windowing
 from exporter.backfill import parse_when
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
+from exporter.poller import Poller
+from exporter.sessions import Changes, unpack
 from exporter.simulator import Reply, Traffic
-from exporter.state import StateStore
+from exporter.state import OperationState, StateStore
 from tests.conftest import Clock, assert_kpis, expected_counts, make_config, make_poller
 
 START = 1_790_000_100
@@ -64,12 +68,13 @@ def test_counters_resume_and_catch_up_is_exact_after_restarts(sim_factory, tmp_p
     rows = traffic.rows(origin, snap.collected_until - 1, now=clock.now)
     assert snap.interactions == dict(expected_counts(rows))
     assert_kpis(snap, rows)
-    # The state file remembers sessions only as digests, and customers not at all.
-    saved = path.read_text()
+    # The state database (with its write-ahead log) remembers sessions only as digests, and
+    # customers not at all.
+    saved = b"".join(p.read_bytes() for p in tmp_path.glob("state.json*"))
     for r in rows[:200]:
-        assert f'"{r.record["session_id"]}"' not in saved
+        assert str(r.record["session_id"]).encode() not in saved
         for field in ("customer_phone", "customer_email", "customer_name"):
-            assert r.record[field] not in saved
+            assert r.record[field].encode() not in saved
 
 
 def test_state_written_mid_poll_is_consistent(sim_factory, tmp_path):
@@ -211,3 +216,126 @@ def test_a_span_given_up_past_max_catchup_is_counted_logged_and_kept(sim_factory
 
 def _wall(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch - 5 * 3600))
+
+
+def _v2_file(poller) -> bytes:
+    """The poller's state as the JSON state file of version 2 (before the database) wrote it:
+    every field of today, but sessions as (bucket, digest, transferred) triples."""
+    state = poller.export_state()
+    fields = msgspec.structs.asdict(state)
+    buckets, transfers = fields.pop("session_buckets"), fields.pop("session_transfers")
+    moved = set(unpack(transfers))
+    fields["sessions"] = [
+        (bucket, key, key in moved) for bucket, blob in buckets.items() for key in unpack(blob)
+    ]
+    return msgspec.json.encode({"version": 2, "saved_at": 1.0, "operations": {"main": fields}})
+
+
+def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_path, caplog):
+    clock = Clock(START)
+    traffic = Traffic(seed=41, rate_per_minute=120, duplicate_fraction=0.05)
+    _, url = sim_factory(traffic, clock)
+    cfg = make_config(url)
+    poller = make_poller(cfg, clock, TokenGate(0))
+    poll(poller, clock, 4)
+    before = poller.snapshot()
+    assert before.sessions
+    path = tmp_path / "state.json"
+    old = _v2_file(poller)
+    path.write_bytes(old)
+
+    with caplog.at_level(logging.INFO):
+        poller = restart(cfg, clock, path)
+    assert "state file migrated to a database" in caplog.text
+    assert path.read_bytes().startswith(b"SQLite format 3\x00")
+    assert (tmp_path / "state.json.v2.json").read_bytes() == old  # kept for a rollback
+    after = poller.snapshot()
+    assert after.interactions == before.interactions
+    assert after.sessions == before.sessions
+    assert after.sessions_transferred == before.sessions_transferred
+    assert after.collected_until == before.collected_until
+    # The sessions came across too: polling on counts none of them again.
+    poll(poller, clock, 3)
+    snap = poller.snapshot()
+    assert snap.collected_until is not None and poller.origin is not None
+    rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
+    assert snap.interactions == dict(expected_counts(rows))
+    assert_kpis(snap, rows)
+    # And the next start reads the database as it is.
+    caplog.clear()
+    with caplog.at_level(logging.INFO):
+        restart(cfg, clock, path)
+    assert "migrated" not in caplog.text and "state loaded" in caplog.text
+
+
+def test_a_save_writes_one_operations_rows_and_only_the_session_buckets_that_changed(
+    sim_factory, tmp_path, monkeypatch
+):
+    clock = Clock(START)
+    _, url_a = sim_factory(Traffic(seed=3, rate_per_minute=120), clock)
+    _, url_b = sim_factory(Traffic(seed=4, rate_per_minute=120), clock)
+    path = tmp_path / "state.json"
+    store = StateStore(path)
+    a = make_poller(make_config(url_a), clock, TokenGate(0), store=store)
+    b_cfg = make_config(url_b)
+    b = Poller(
+        b_cfg.operations[0].model_copy(update={"name": "other"}),
+        b_cfg.polling,
+        b_cfg.labels,
+        TokenGate(0),
+        clock=clock,
+        store=store,
+    )
+    for _ in range(6):  # half an hour: the sessions fill three ten-minute buckets
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        a.poll_once()
+        b.poll_once()
+    db = sqlite3.connect(path)
+
+    def rows(operation: str) -> list[tuple[object, ...]]:
+        return (
+            sorted(
+                db.execute(
+                    "SELECT bucket, digests FROM session_buckets WHERE operation = ?", (operation,)
+                ).fetchall()
+            )
+            + db.execute("SELECT saved_at FROM operations WHERE name = ?", (operation,)).fetchall()
+        )
+
+    other_before, mine_before = rows("other"), rows("main")
+    assert len(mine_before) >= 4  # three buckets or more, and the operation's own row
+    written: list[Changes | None] = []
+    save = store.save
+
+    def spy(name: str, state: OperationState, changes: Changes | None = None) -> bool:
+        written.append(changes)
+        return save(name, state, changes)
+
+    monkeypatch.setattr(store, "save", spy)
+    clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+    a.poll_once()
+    # The poll's save carried the one bucket its new sessions went to, not the horizon.
+    (changes,) = written
+    assert changes is not None and len(changes.buckets) == 1
+    # Nothing of the other operation was written, not even its row's time.
+    assert rows("other") == other_before
+    # Of this operation's buckets, only the newest (where this poll's sessions went) changed.
+    mine_after = rows("main")
+    old_buckets = [r for r in mine_before[:-1] if r[0] != mine_after[-2][0]]
+    assert old_buckets and all(r in mine_after for r in old_buckets)
+    assert mine_after[-1] != mine_before[-1]  # the operation's own row is rewritten
+    db.close()
+
+
+def test_a_damaged_database_is_moved_aside_and_the_exporter_starts_fresh(tmp_path, caplog):
+    path = tmp_path / "state.json"
+    path.write_bytes(b"SQLite format 3\x00" + b"\x07" * 4000)
+    with caplog.at_level(logging.ERROR):
+        assert StateStore(path).load() == {}
+    assert not path.exists()
+    (aside,) = tmp_path.glob("state.json.corrupt-*")
+    assert "state file unusable; starting fresh" in caplog.text and str(aside) in caplog.text
+    # ...and saving afterwards creates a new database.
+    store = StateStore(path)
+    assert store.save("x", OperationState(None, None, [], 0, 0, {}, {}, {}, {}, [], []))
+    assert set(StateStore(path).load()) == {"x"}
