@@ -1,7 +1,9 @@
 """API economy: requests per poll over a simulated hour of steady state, and per catch-up.
 
 Target (issue 5): exactly one request per operation per interval; the look-back re-read rides in
-the same request. Runs the real poller against the simulator on a driven clock. For information
+the same request. Counted after the first poll, which knows no traffic yet and measures it on a
+third of its window first (issue 16: a busy operation's first poll in at most 3 requests; also
+printed, with the requests of a busy operation's later polls, read in parts sized to the cap). Runs the real poller against the simulator on a driven clock. For information
 it also counts the requests that catch up a 6-hour outage, for a quiet and a busy operation:
 catch-up requests span up to `catchup_span` (1h) while the traffic just read says they stay under
 half the record cap.
@@ -51,19 +53,54 @@ def run(rate_per_minute: float) -> tuple[int, int, int, int]:
     logger.addHandler(ranges)
     logger.setLevel(logging.INFO)
     try:
+        now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
+        poller.poll_once()
+        first = sim.stats.requests
         for _ in range(POLLS):
             now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
             poller.poll_once()
-        steady = sim.stats.requests
+        steady = sim.stats.requests - first
         before = poller.cursor
         assert before is not None
         now[0] = windowing.next_poll_at(now[0] + OUTAGE, 300, 60) + 0.5
         poller.poll_once()
         assert poller.cursor is not None
         windows = (poller.cursor - before) // 300
-        return steady, sim.stats.requests - steady, ranges.last, windows
+        return steady, sim.stats.requests - steady - first, ranges.last, windows
     finally:
         logger.removeHandler(ranges)
+        srv.shutdown()
+
+
+def busy(rate_per_minute: float, polls: int = 3) -> tuple[int, float, int]:
+    """Requests of a busy operation's first poll and of each later one, and how many answers
+    the API refused as over its 6,000-row cap (each a wasted call)."""
+    now = [float(T0)]
+    clock = lambda: now[0]  # noqa: E731
+    traffic = simulator.Traffic(
+        seed=13, zone=ZONE, rate_per_minute=rate_per_minute, daily_curve=False
+    )
+    sim = simulator.Simulator(
+        {"default": traffic}, {TOKEN}, latency=0, clock=clock, cap=6000, cap_mode="error"
+    )
+    srv, url = simulator.serve(sim)
+    cfg = config.from_mapping(
+        {
+            "operations": [{"name": "a", "base_url": url, "token": TOKEN}],
+            "polling": {"request_spacing": "0s"},
+        }
+    )
+    poller = Poller(cfg.operations[0], cfg.polling, cfg.labels, TokenGate(0), clock=clock)
+    try:
+        now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
+        poller.poll_once()
+        first = sim.stats.requests
+        for _ in range(polls):
+            now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
+            poller.poll_once()
+        refused = sim.stats.by_status[400]  # "IF YOUR QUERY EXCEEDS 6000 RECORDS..."
+        return first, (sim.stats.requests - first) / polls, refused
+    finally:
         srv.shutdown()
 
 
@@ -73,6 +110,12 @@ def main() -> None:
     print(
         f"simulated hour: {POLLS} polls, {steady} requests, "
         f"{steady / POLLS:.2f} requests per poll  target 1.00"
+    )
+    first, later, refused = busy(3000)
+    print(
+        f"busy operation, 3,000 rows a minute, cap 6,000: first poll {first} requests (target "
+        f"<= 3), later polls {later:.1f} each (window and look-back: 30,000 rows), "
+        f"{refused} answers refused at the cap"
     )
     for name, rate in (("quiet", 20), ("busy", 400)):
         _, catch_up, planned, windows = run(rate)

@@ -10,6 +10,8 @@ dedupe store recognises rows it already counted, while a gap would lose rows for
 
 from __future__ import annotations
 
+import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -104,6 +106,18 @@ def split(first: int, last: int) -> list[tuple[int, int]] | None:
         return [(first, first), (last, last)]
     mid = (first + last) // 2
     return [(first, mid), (mid, last)]
+
+
+def parts(first: int, last: int, expected_rows: float, budget: float) -> list[tuple[int, int]]:
+    """Cut an inclusive request range into as few equal parts as keep `expected_rows` under
+    `budget` each, so that a range known to hold more than the record cap is not asked whole
+    (and halved, and halved again) first. Neighbouring parts share their boundary second, as
+    `split`'s halves do."""
+    count = min(last - first + 1, max(1, math.ceil(expected_rows / budget)))
+    if count <= 1:
+        return [(first, last)]
+    bounds = [first + round(i * (last - first) / count) for i in range(count + 1)]
+    return list(itertools.pairwise(bounds))
 
 
 def next_poll_at(now: float, interval: int, settle_delay: int) -> float:

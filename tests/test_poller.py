@@ -48,8 +48,9 @@ def test_a_day_of_polls_counts_every_row_once_with_late_and_repeated_rows(sim_fa
     assert_exact(poller, traffic, clock)
     snap = poller.snapshot()
     assert snap.duplicates > 0  # look-back re-reads did happen and were recognised
-    # One request per poll in steady state: the look-back rides in the same request.
-    assert sum(snap.requests.values()) == 288
+    # One request per poll in steady state: the look-back rides in the same request. The
+    # first poll, knowing no traffic yet, measures it on a third of its window first.
+    assert sum(snap.requests.values()) == 288 + 1
     assert sim.stats.violations == 0
     # Dedupe memory holds only the re-readable horizon, not the day.
     assert len(poller.tally.seen) < 4 * 60 * 12
@@ -89,7 +90,8 @@ def test_failed_polls_keep_the_cursor_and_the_catch_up_is_exact(sim_factory):
     assert poller.snapshot().up
     # Seven windows to catch up at 400-odd rows each: a request of six (under half the
     # 6,000-row cap), then one for the last, not seven.
-    assert poller.snapshot().requests[Outcome.SUCCESS] == 5 + 2
+    # (The first of the five polls measured the traffic on a third of its window first.)
+    assert poller.snapshot().requests[Outcome.SUCCESS] == 5 + 1 + 2
     assert_exact(poller, traffic, clock)
 
 
@@ -115,7 +117,7 @@ def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factor
     (done,) = [r for r in caplog.records if r.getMessage() == "poll done"]
     assert (done.__dict__["windows"], done.__dict__["ranges"]) == (79, 7)
     # 79 windows behind: six hour-long requests and one of seven windows, not 79.
-    assert snap.requests[Outcome.SUCCESS] == 3 + 7
+    assert snap.requests[Outcome.SUCCESS] == 3 + 1 + 7  # + the first poll's measurement
     assert sim.stats.requests == up + 1 + 7
     assert_exact(poller, traffic, clock)
     # The last-window gauge shows the last five minutes, not the last request's hour.
@@ -162,9 +164,34 @@ def test_a_busy_operation_catches_up_one_window_per_request(sim_factory):
     sim.tokens.add(TOKEN)
     run_polls(poller, clock, 1, 300, 60)
     snap = poller.snapshot()
-    assert snap.requests[Outcome.SUCCESS] == 2 + 5
+    # The first poll reads a third alone to measure the traffic: one request more, once.
+    assert snap.requests[Outcome.SUCCESS] == 3 + 5
     assert snap.requests[Outcome.TOO_MANY_RECORDS] == 0
     assert_exact(poller, traffic, clock)
+
+
+def test_a_busy_operation_is_read_in_parts_sized_to_the_cap_from_its_first_poll(sim_factory):
+    """3,000 rows a minute against diagram_9's 6,000-row cap (an API that refuses a larger
+    range). The first poll knows nothing: a third of the window measures the traffic, two
+    parts read the rest. Later polls read window and look-back (30,000 rows) in six parts
+    sized from the last poll, where halving from the whole range took fifteen."""
+    clock = Clock(START)
+    traffic = Traffic(seed=13, rate_per_minute=3000, daily_curve=False)
+    sim, url = sim_factory(traffic, clock, cap=6000, cap_mode="error")
+    poller = make_poller(make_config(url, max_records_per_request=6000), clock)
+    run_polls(poller, clock, 1, 300, 60)
+    assert sim.stats.requests == 3
+    run_polls(poller, clock, 3, 300, 60)
+    assert sim.stats.requests == 3 + 3 * 6
+    snap = poller.snapshot()
+    assert snap.requests[Outcome.TOO_MANY_RECORDS] == 0
+    assert poller.origin is not None and snap.collected_until is not None
+    rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
+    assert snap.interactions == dict(expected_counts(rows))
+    # Each session once. (A session counts under the channel of its records in the first
+    # answer it appears in; at this volume two of the simulator's random session ids collide,
+    # on two channels, so the per-channel split depends on where the answers were cut.)
+    assert sum(snap.sessions.values()) == len({r.record["session_id"] for r in rows})
 
 
 def test_an_answer_at_the_record_cap_is_split_until_complete(sim_factory):
@@ -244,16 +271,17 @@ def test_the_token_quota_is_read_at_most_every_token_info_interval(sim_factory):
     run_polls(poller, clock, 36, 300, 60)  # three hours
     snap = poller.snapshot()
     assert snap.quota_limit == 5000
-    # 36 polls and a token_info read each hour, after polls 1, 13 and 25: 3 reads.
-    assert sim.used_today(TOKEN) == 36 + 3
-    assert snap.quota_used == 25 + 3  # as token_info said after the 25th poll
-    assert sum(snap.requests.values()) == 39  # each read is a request, and costs quota
+    # 36 polls (the first measuring the traffic on a third of its window first: one request
+    # more) and a token_info read each hour, after polls 1, 13 and 25: 3 reads.
+    assert sim.used_today(TOKEN) == 36 + 1 + 3
+    assert snap.quota_used == 25 + 1 + 3  # as token_info said after the 25th poll
+    assert sum(snap.requests.values()) == 40  # each read is a request, and costs quota
 
     quiet = Clock(START)
     sim2, url2 = sim_factory(Traffic(seed=4, rate_per_minute=20), quiet)
     off = make_poller(make_config(url2), quiet)
     run_polls(off, quiet, 24, 300, 60)
-    assert off.snapshot().quota_limit is None and sim2.used_today(TOKEN) == 24
+    assert off.snapshot().quota_limit is None and sim2.used_today(TOKEN) == 24 + 1
 
 
 def test_ready_never_runs_ahead_of_the_published_metrics(sim_factory):
