@@ -1,0 +1,270 @@
+"""The whole exporter process at a busy operation's scale, measured from outside.
+
+The real CLI (`wolkvox-exporter --config ...`) runs in its own process against the simulated
+API, which runs here, in the benchmark's process, with one tenant and one token per operation.
+Windows are 5 s (interval 5s, settle 1s, look-back 5s, so each row is read twice, as in
+production) and a scraper asks /metrics every 3 s. After a warm-up, for `--seconds`:
+- the exporter's CPU (user + system, from /proc/PID/stat) per 1,000 rows received;
+- the same bytes the simulator served, parsed with `json.loads` here: the floor any exporter in
+  Python pays (target, issue 16: the whole process at most 3x that);
+- scrape latency (median, worst) and the exporter's RSS at the end;
+- where the exporter's CPU goes, sampled with py-spy (`pip install py-spy`; run as root or
+  with ptrace allowed) from the thread holding the GIL (a thread waiting on a socket, a lock or
+  fsync releases it), grouped by the module a sample's innermost exporter frame is in.
+
+    python -m benchmarks.end_to_end [--operations 1,5,20] [--seconds 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from benchmarks.common import machine
+from exporter import simulator
+from exporter.simulator import Reply
+from tests.process import free_port
+
+ZONE = ZoneInfo("America/Bogota")
+TICKS = os.sysconf("SC_CLK_TCK")
+# Where a py-spy sample's innermost frame in our package puts it. Frames outside the package
+# (sqlite3, urllib3, ssl, json) count for the exporter module that called them.
+PHASES = {
+    "client.py": "HTTP exchange and body",
+    "records.py": "decode and ingest",
+    "aggregation.py": "decode and ingest",
+    "dedupe.py": "decode and ingest",
+    "sessions.py": "decode and ingest",
+    "labels.py": "decode and ingest",
+    "state.py": "state save",
+    "poller.py": "poll bookkeeping and snapshot",
+    "collector.py": "render /metrics",
+    "server.py": "render /metrics",
+}
+
+
+# Innermost frames of a thread that waits (py-spy samples them too where it cannot tell).
+IDLE = ("Condition.wait", "Event.wait", ".select (", "sleep (", "accept (", "Lock.acquire")
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+
+
+def rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def received(port: int) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+        text = r.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("wolkvox_records_received_total")
+    )
+
+
+class Bodies:
+    """The answer bodies the simulator served, to parse them again with json.loads."""
+
+    def __init__(self, sim: simulator.Simulator) -> None:
+        self.recording = False
+        self.bodies: list[bytes] = []
+        answer = sim.answer
+
+        def recorded(tenant: str, params: dict[str, list[str]], token: str | None) -> Reply:
+            reply = answer(tenant, params, token)
+            if self.recording and reply.status == 200:
+                self.bodies.append(reply.body)
+            return reply
+
+        setattr(sim, "answer", recorded)  # noqa: B010 (a method replaced on one instance)
+
+    def json_loads_seconds(self) -> float:
+        started = time.process_time()
+        for body in self.bodies:
+            json.loads(body)
+        return time.process_time() - started
+
+
+def phases(profile: Path) -> Counter[str]:
+    """py-spy's raw output: one line per stack, `frame;frame;... count`."""
+    out: Counter[str] = Counter()
+    for line in profile.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        phase = "other (threads, logging, interpreter)"
+        frames = stack.split(";")
+        if any(marker in frames[-1] for marker in IDLE):
+            continue  # a thread waiting: no CPU
+        for frame in reversed(frames):
+            module = frame.rsplit("(", 1)[-1].split(":", 1)[0]
+            name = Path(module).name
+            if (module.startswith("exporter/") or "/exporter/" in module) and name in PHASES:
+                phase = PHASES[name]
+                break
+        out[phase] += int(count)
+    return out
+
+
+def run(operations: int, rate_per_second: float, seconds: float) -> dict[str, object]:
+    tokens = {f"token-{i}" for i in range(operations)}
+    tenants = {
+        f"op{i}": simulator.Traffic(
+            seed=100 + i, zone=ZONE, rate_per_minute=rate_per_second * 60, daily_curve=False
+        )
+        for i in range(operations)
+    }
+    sim = simulator.Simulator(tenants, tokens, latency=0.0, cap=6000)
+    bodies = Bodies(sim)
+    srv, url = simulator.serve(sim)
+    port = free_port()
+    with tempfile.TemporaryDirectory() as d:
+        config = Path(d) / "config.yaml"
+        ops = "\n".join(
+            f"  - {{name: op{i}, base_url: '{url}/op{i}', token: token-{i}, "
+            f"timezone: America/Bogota}}"
+            for i in range(operations)
+        )
+        config.write_text(
+            f"operations:\n{ops}\n"
+            "polling: {interval: 5s, settle_delay: 1s, lookback: 5s, request_spacing: 0s}\n"
+            f"state: {{path: {d}/state.db}}\n"
+        )
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "exporter.cli",
+                "--config",
+                str(config),
+                "--web.listen-address",
+                f"127.0.0.1:{port}",
+                "--log.level",
+                "warn",
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        latencies: list[float] = []
+        stop = threading.Event()
+
+        def scrape() -> None:
+            while not stop.wait(3.0):
+                started = time.perf_counter()
+                try:
+                    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10):
+                        pass
+                except OSError:
+                    continue
+                latencies.append(time.perf_counter() - started)
+
+        scraper = threading.Thread(target=scrape, daemon=True)
+        try:
+            time.sleep(12)  # start, first polls, warm caches
+            scraper.start()
+            rows_before, cpu_before = received(port), cpu_seconds(proc.pid)
+            bodies.recording = True
+            spy = None
+            if shutil.which("py-spy"):
+                spy = subprocess.Popen(
+                    [
+                        "py-spy",
+                        "record",
+                        "--gil",
+                        "-r",
+                        "200",
+                        "-d",
+                        str(int(seconds)),
+                        "-f",
+                        "raw",
+                        "-o",
+                        f"{d}/profile.txt",
+                        "--pid",
+                        str(proc.pid),
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            time.sleep(seconds)
+            bodies.recording = False
+            rows = received(port) - rows_before
+            cpu = cpu_seconds(proc.pid) - cpu_before
+            rss = rss_mib(proc.pid)
+            if spy is not None:
+                spy.wait(timeout=60)
+            profile = Path(d) / "profile.txt"
+            breakdown = phases(profile) if profile.exists() else Counter()
+        finally:
+            stop.set()
+            proc.terminate()
+            proc.wait(timeout=30)
+            srv.shutdown()
+    floor = bodies.json_loads_seconds()
+    return {
+        "operations": operations,
+        "rows": rows,
+        "cpu_per_1000": cpu / rows * 1e6 if rows else float("nan"),  # ms per 1,000 rows
+        "ratio": cpu / floor if floor else float("nan"),
+        "json_loads_per_1000": floor / rows * 1e6 if rows else float("nan"),
+        "scrape_median_ms": statistics.median(latencies) * 1000 if latencies else float("nan"),
+        "scrape_max_ms": max(latencies) * 1000 if latencies else float("nan"),
+        "rss_mib": rss,
+        "breakdown": breakdown,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--operations", default="1,5,20")
+    p.add_argument("--seconds", type=float, default=30)
+    p.add_argument(
+        "--rate", type=float, default=200, help="rows per second per operation (20 ops: a quarter)"
+    )
+    args = p.parse_args()
+    print(f"machine: {machine()}, {os.cpu_count()} CPUs")
+    print(
+        "| operations | rows/s each | rows read | exporter CPU per 1,000 rows | json.loads per "
+        "1,000 | ratio | scrape median / max | RSS |"
+    )
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+    breakdowns = []
+    for n in map(int, args.operations.split(",")):
+        rate = args.rate if n <= 5 else args.rate / 4
+        r = run(n, rate, args.seconds)
+        print(
+            f"| {n} | {rate:.0f} | {r['rows']:,.0f} | {r['cpu_per_1000']:.1f} ms "
+            f"| {r['json_loads_per_1000']:.1f} ms | {r['ratio']:.1f}x "
+            f"| {r['scrape_median_ms']:.0f} / {r['scrape_max_ms']:.0f} ms "
+            f"| {r['rss_mib']:.0f} MiB |",
+            flush=True,
+        )
+        breakdowns.append((n, r["breakdown"]))
+    for n, breakdown in breakdowns:
+        assert isinstance(breakdown, Counter)
+        total = sum(breakdown.values())
+        if not total:
+            print(f"{n} operations: no py-spy samples (install py-spy, run as root)")
+            continue
+        parts = ", ".join(f"{k} {v / total:.0%}" for k, v in breakdown.most_common())
+        print(f"{n} operations, exporter CPU by phase ({total} samples): {parts}")
+
+
+if __name__ == "__main__":
+    main()
