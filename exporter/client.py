@@ -350,7 +350,9 @@ class Client:
             finally:
                 self.observe(outcome, time.perf_counter() - started)
                 if outcome is Outcome.TIMEOUT:
-                    self.gate.rest(self.token, self.timeout)
+                    # The API may still be working on the request given up on; a new one now
+                    # would count as simultaneous. Give it as long again as it had.
+                    self.gate.rest(self.token, 2 * self.timeout)
 
     def _get(self, url: str, params: dict[str, str]) -> tuple[int, bytes, float | None]:
         """One GET, bounded as a whole: `timeout` covers connecting, headers and body together
