@@ -17,13 +17,13 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest, start
 from benchmarks.common import best_of, machine
 from exporter import server
 from exporter.collector import WolkvoxCollector
-from exporter.poller import Snapshot
+from exporter.snapshot import Snapshot
 
 SERIES = 10_000
 
 
 class FrozenPoller:
-    """Stands in for a poller: the collector only reads `snapshot()`."""
+    """A snapshot source (collector.SnapshotSource) that always gives the same snapshot."""
 
     name = "bench"
     ready = True
@@ -68,7 +68,7 @@ def ours() -> CollectorRegistry:
         customers_last_window={},
     )
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector([FrozenPoller(snap)], 300))  # type: ignore[list-item]
+    registry.register(WolkvoxCollector([FrozenPoller(snap)], 300))
     return registry
 
 

@@ -26,7 +26,7 @@ from benchmarks.scrape import FrozenPoller, free_port
 from exporter import server
 from exporter.collector import WolkvoxCollector
 from exporter.config import Labels
-from exporter.poller import Snapshot
+from exporter.snapshot import Snapshot
 
 MAX_SERIES = Labels().max_series
 CHANNELS = 50
@@ -67,7 +67,7 @@ def worst_case(series: int = MAX_SERIES) -> Snapshot:
 
 def ours_registry(series: int = MAX_SERIES) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector([FrozenPoller(worst_case(series))], 300))  # type: ignore[list-item]
+    registry.register(WolkvoxCollector([FrozenPoller(worst_case(series))], 300))
     return registry
 
 

@@ -27,26 +27,28 @@ from typing import IO, Any
 
 import msgspec
 
-from exporter import windowing
+from exporter import families, windowing
 from exporter.aggregation import Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
-from exporter.collector import WolkvoxCollector
 from exporter.config import Config, Operation
-from exporter.poller import Snapshot, snapshot_of
 from exporter.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows
+from exporter.snapshot import snapshot_of
 from exporter.state import OperationState, StateStore, atomic_write
 
 log = logging.getLogger(__name__)
 
 # The families a backfill writes: the record-derived counters and window gauges. Health metrics
 # (up, request counters, latency) describe the exporter process, not the history.
-FAMILIES = (
-    "wolkvox_interactions",
-    "wolkvox_interactions_last_window",
-    "wolkvox_routing_outcomes",
-    "wolkvox_sessions",
-    "wolkvox_sessions_transferred",
-    "wolkvox_customers_last_window",
+BACKFILLED = tuple(
+    families.BY_NAME[name]
+    for name in (
+        "wolkvox_interactions",
+        "wolkvox_interactions_last_window",
+        "wolkvox_routing_outcomes",
+        "wolkvox_sessions",
+        "wolkvox_sessions_transferred",
+        "wolkvox_customers_last_window",
+    )
 )
 PROGRESS_VERSION = 1
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
@@ -125,7 +127,7 @@ class Spool:
 
     def cut(self, sizes: dict[str, int]) -> None:
         """Drop whatever was written after the last save (an interrupted chunk)."""
-        for family in FAMILIES:
+        for family in (f.name for f in BACKFILLED):
             path = self.path(family)
             size = sizes.get(family, 0)
             if path.exists():
@@ -228,16 +230,6 @@ class Progress:
             self._bar.close()
 
 
-class _FrozenSnapshot:
-    """Adapter: the collector renders whatever `snapshot()` returns."""
-
-    def __init__(self, snap: Snapshot) -> None:
-        self._snap = snap
-
-    def snapshot(self) -> Snapshot:
-        return self._snap
-
-
 class Backfill:
     def __init__(
         self,
@@ -331,8 +323,8 @@ class Backfill:
         if cursor > start:
             bar.advance((cursor - start) // self.interval, 0, skipped=True)
             # Counter series that have samples already must not get another starting 0.
-            for family, line in self._lines(op.name, tally, cursor):
-                self._seen_series.add((family, line.rsplit(" ", 2)[0]))
+            for family, series, _line in self._lines(op.name, tally, cursor):
+                self._seen_series.add((family, series))
         client = Client.for_operation(op, self.config.polling, self.gate, self._observe)
         lookback = int(self.config.polling.lookback)
         try:
@@ -405,23 +397,19 @@ class Backfill:
                 out.setdefault(window, []).append((part, lo, hi))
         return out
 
-    def _lines(self, name: str, tally: Tally, t: int) -> Iterator[tuple[str, str]]:
-        """(family, sample line at time t) for every sample the live exporter would show."""
-        collector = WolkvoxCollector(
-            [_FrozenSnapshot(snapshot_of(name, tally))],  # type: ignore[list-item]
-            self.interval,
-        )
+    def _lines(self, name: str, tally: Tally, t: int) -> Iterator[tuple[str, str, str]]:
+        """(family, series, sample line at time t) for every sample the live exporter would
+        show of the families a backfill writes."""
         extra = self.request.labels
-        for family in collector.collect():
-            if family.name not in FAMILIES:
-                continue
+        for family in families.render(
+            [snapshot_of(name, tally)], families.every(self.interval), BACKFILLED
+        ):
             for sample in family.samples:
                 series = _series(sample.name, {**sample.labels, **extra})
-                yield family.name, f"{series} {_number(sample.value)} {t}\n"
+                yield family.name, series, f"{series} {_number(sample.value)} {t}\n"
 
     def _emit(self, name: str, tally: Tally, window_start: int, t: int) -> None:
-        for family, line in self._lines(name, tally, t):
-            series = line.rsplit(" ", 2)[0]
+        for family, series, line in self._lines(name, tally, t):
             if family not in ("wolkvox_interactions_last_window", "wolkvox_customers_last_window"):
                 key = (family, series)
                 if key not in self._seen_series:
@@ -476,22 +464,15 @@ class Backfill:
 
     def _assemble(self) -> None:
         """Write the OpenMetrics file: each family's HELP/TYPE, its spooled samples, `# EOF`."""
-        meta = {
-            m.name: m
-            for m in WolkvoxCollector(
-                [_FrozenSnapshot(snapshot_of("x", next(iter(self.summary.tallies.values()))))],  # type: ignore[list-item]
-                self.interval,
-            ).collect()
-        }
+        every = families.every(self.interval)
         tmp = self.request.output.with_name(self.request.output.name + ".tmp")
         with open(tmp, "wb") as out:
-            for family in FAMILIES:
-                path = self.spool.path(family)
+            for f in BACKFILLED:
+                path = self.spool.path(f.name)
                 if not path.exists() or not path.stat().st_size:
                     continue
-                m = meta[family]
-                out.write(f"# HELP {family} {_escape(m.documentation)}\n".encode())
-                out.write(f"# TYPE {family} {m.type}\n".encode())
+                out.write(f"# HELP {f.name} {_escape(f.help.format(every=every))}\n".encode())
+                out.write(f"# TYPE {f.name} {f.kind}\n".encode())
                 with open(path, "rb") as src:
                     shutil.copyfileobj(src, out)
             out.write(b"# EOF\n")

@@ -1,0 +1,309 @@
+"""What /metrics says, as one table: each metric family's name, type, help and labels, and how
+its samples are read from an operation's snapshot.
+
+The collector renders the table, `describe()` yields it, backfill picks its families from it
+by name, and a test holds the README's metrics table to it. Adding a metric is a row here (and
+the figure it reads in the snapshot).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+
+from exporter import __version__
+from exporter.config import format_duration
+from exporter.snapshot import DURATION_BUCKETS, Snapshot
+
+Kind = Literal["counter", "gauge", "histogram"]
+Buckets = tuple[list[tuple[str, float]], float]  # (upper bound, cumulative count), and the sum
+Sample = tuple[tuple[str, ...], float]  # label values after `operation`, value
+
+LABEL_SET = ("channel", "rp_id", "routing_answer")
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # as exposed, without a counter's `_total`
+    kind: Kind
+    help: str  # `{every}` is replaced by how often the exporter polls
+    labels: tuple[str, ...]  # after `operation`, which every per-operation family has
+    read: Callable[[Snapshot], Iterable[Sample]] | None = None  # None: the process's own
+    buckets: Callable[[Snapshot], Buckets] | None = None  # a histogram's, instead of `read`
+
+    @property
+    def exposed(self) -> str:
+        """The name a sample of it carries (a counter's with `_total`)."""
+        return f"{self.name}_total" if self.kind == "counter" else self.name
+
+    def new(self, every: str, labels: Sequence[str]) -> CounterMetricFamily | GaugeMetricFamily:
+        text = self.help.format(every=every)
+        if self.kind == "counter":
+            return CounterMetricFamily(self.name, text, labels=list(labels))
+        return GaugeMetricFamily(self.name, text, labels=list(labels))
+
+
+def _one(value: float | None) -> Iterable[Sample]:
+    """A single sample, or none while the value is unknown (absent rather than a fake 0)."""
+    return [] if value is None else [((), float(value))]
+
+
+def _by(values: dict[str, int]) -> Iterable[Sample]:
+    return (((k,), float(n)) for k, n in values.items())
+
+
+def _channels(s: Snapshot) -> list[str]:
+    """Channels with traffic: their KPI series are exposed at 0 too, as a ratio needs both."""
+    return sorted({k[0] for k in s.interactions})
+
+
+def _outcomes(s: Snapshot) -> Iterable[Sample]:
+    for ch in _channels(s):
+        for outcome in s.outcome_names:
+            yield (ch, outcome), float(s.outcomes.get((ch, outcome), 0))
+
+
+def duration(s: Snapshot) -> Buckets:
+    counts = [
+        (str(b), float(v)) for b, v in zip(DURATION_BUCKETS, s.duration_buckets, strict=False)
+    ]
+    counts.append(("+Inf", float(s.duration_buckets[-1])))
+    return counts, s.duration_sum
+
+
+OPERATION: tuple[Family, ...] = (
+    Family(
+        "wolkvox_interactions",
+        "counter",
+        "Routing records (one per customer message routed) counted exactly once, by the "
+        "record's channel, routing point and normalised routing answer; {every}.",
+        LABEL_SET,
+        lambda s: ((k, float(n)) for k, n in s.interactions.items()),
+    ),
+    Family(
+        "wolkvox_interactions_last_window",
+        "gauge",
+        "Routing records dated in the most recent complete polling window; label sets seen "
+        "earlier report 0 until quiet for the retention period; {every}.",
+        LABEL_SET,
+        lambda s: ((k, float(n)) for k, n in s.last_window.items()),
+    ),
+    Family(
+        "wolkvox_up",
+        "gauge",
+        "1 if the last poll of the Wolkvox API succeeded, else 0; {every}.",
+        (),
+        lambda s: [((), 1.0 if s.up else 0.0)],
+    ),
+    Family(
+        "wolkvox_last_success_timestamp_seconds",
+        "gauge",
+        "Unix time of the last poll in which every window was fetched and counted.",
+        (),
+        lambda s: _one(s.last_success),
+    ),
+    Family(
+        "wolkvox_collected_until_timestamp_seconds",
+        "gauge",
+        "Unix time up to which records have been fetched and counted (records published "
+        "later than settle_delay are still picked up by the lookback re-read).",
+        (),
+        lambda s: _one(s.collected_until),
+    ),
+    Family(
+        "wolkvox_api_requests",
+        "counter",
+        "Requests made to the Wolkvox reports API, by outcome; each costs daily quota.",
+        ("outcome",),
+        lambda s: _by(s.requests),
+    ),
+    Family(
+        "wolkvox_api_request_duration_seconds",
+        "histogram",
+        "Time taken by requests to the Wolkvox reports API, waiting for the token excluded.",
+        (),
+        buckets=duration,
+    ),
+    Family(
+        "wolkvox_records_received",
+        "counter",
+        "Records received from the API, re-reads of the lookback span included; {every}.",
+        (),
+        lambda s: _one(s.received),
+    ),
+    Family(
+        "wolkvox_records_duplicate",
+        "counter",
+        "Received records not counted because they had already been counted (re-reads and "
+        "overlapping windows).",
+        (),
+        lambda s: _one(s.duplicates),
+    ),
+    Family(
+        "wolkvox_records_outside_range",
+        "counter",
+        "Records counted although dated outside the date range that returned them: late "
+        "selection by another time than the record's date (e.g. a session's close), or a "
+        "wrong timezone setting when they are dated after it.",
+        (),
+        lambda s: _one(s.outside_range),
+    ),
+    Family(
+        "wolkvox_newest_record_timestamp_seconds",
+        "gauge",
+        "Date of the newest record counted, read in the operation's configured timezone; "
+        "far behind collected_until on a busy operation, or ahead of now, the timezone "
+        "is likely wrong. Absent until a record is counted.",
+        (),
+        lambda s: _one(s.newest_record),
+    ),
+    Family(
+        "wolkvox_records_rejected",
+        "counter",
+        "Received records that could not be counted, by reason.",
+        ("reason",),
+        lambda s: _by(s.rejected),
+    ),
+    Family(
+        "wolkvox_label_overflow",
+        "counter",
+        "Records whose label value was folded into __other__ because the label reached its "
+        "cap of distinct values.",
+        ("label",),
+        lambda s: _by(s.overflow),
+    ),
+    Family(
+        "wolkvox_quota_exhausted",
+        "gauge",
+        "1 while the operation's token is paused because the daily API quota is used up "
+        "(TOKEN LIMIT EXCEEDED); requests resume at the next local day.",
+        (),
+        lambda s: [((), 1.0 if s.quota_exhausted else 0.0)],
+    ),
+    Family(
+        "wolkvox_routing_outcomes",
+        "counter",
+        "Routing records by channel and outcome, an outcome being the first configured rule "
+        "(kpis.outcomes) whose pattern matches the routing answer as sent.",
+        ("channel", "outcome"),
+        _outcomes,
+    ),
+    Family(
+        "wolkvox_sessions",
+        "counter",
+        "Chat sessions (distinct session_id) counted once, when their first record is counted; "
+        "records without a session_id count in wolkvox_interactions_total only.",
+        ("channel",),
+        lambda s: (((ch,), float(s.sessions.get(ch, 0))) for ch in _channels(s)),
+    ),
+    Family(
+        "wolkvox_sessions_transferred",
+        "counter",
+        "Sessions counted once, at their first record with the outcome `transferred` (handed "
+        "to an agent); divided by wolkvox_sessions_total it is the transfer rate.",
+        ("channel",),
+        lambda s: (((ch,), float(s.sessions_transferred.get(ch, 0))) for ch in _channels(s)),
+    ),
+    Family(
+        "wolkvox_customers_last_window",
+        "gauge",
+        "Distinct customers (by id, else phone, else e-mail; hashed in memory, never stored) "
+        "with records dated in the most recent complete polling window.",
+        ("channel",),
+        lambda s: _by(s.customers_last_window),
+    ),
+    Family(
+        "wolkvox_token_quota_limit",
+        "gauge",
+        "Daily API calls the operation's token may make, from token_info (read every "
+        "polling.token_info_interval when enabled).",
+        (),
+        lambda s: _one(s.quota_limit),
+    ),
+    Family(
+        "wolkvox_token_quota_used",
+        "gauge",
+        "API calls the operation's token has made today (by anyone using it), from "
+        "token_info at its last read.",
+        (),
+        lambda s: _one(s.quota_used),
+    ),
+    Family(
+        "wolkvox_skipped_seconds",
+        "counter",
+        "Seconds of records given up without counting them, because the poller was further "
+        "behind than polling.max_catchup (a long outage or quota pause); backfill recovers "
+        "them.",
+        (),
+        lambda s: _one(s.skipped_seconds),
+    ),
+    Family(
+        "wolkvox_last_skip_timestamp_seconds",
+        "gauge",
+        "Unix time at which the poller last gave up a span of records (see "
+        "wolkvox_skipped_seconds_total); absent if it never did.",
+        (),
+        lambda s: _one(s.last_skip),
+    ),
+)
+
+# The process's own families: not read from a snapshot.
+STATE_SAVE_FAILURES = Family(
+    "wolkvox_state_save_failures",
+    "counter",
+    "Saves of the state file (state.path) that failed; while they fail, a restart resumes "
+    "from the last good save and /-/ready answers 503.",
+    (),
+)
+BUILD_INFO = Family(
+    "wolkvox_exporter_build_info",
+    "gauge",
+    "A metric with a constant 1 value labelled by the exporter's version.",
+    ("version",),
+)
+ALL: tuple[Family, ...] = (*OPERATION, STATE_SAVE_FAILURES, BUILD_INFO)
+BY_NAME = {f.name: f for f in ALL}
+
+
+def every(interval: float) -> str:
+    """How often the exporter polls, as the help texts say it."""
+    return f"polled every {format_duration(interval)} in the background"
+
+
+def render(
+    snaps: Sequence[Snapshot], every: str, families: Sequence[Family] = OPERATION
+) -> Iterator[Metric]:
+    """The given per-operation families, with the samples of every snapshot."""
+    for family in families:
+        if family.buckets is not None:
+            histogram = HistogramMetricFamily(
+                family.name, family.help.format(every=every), labels=["operation"]
+            )
+            for s in snaps:
+                histogram.add_metric([s.name], *family.buckets(s))
+            yield histogram
+        elif family.read is not None:
+            metric = family.new(every, ("operation", *family.labels))
+            for s in snaps:
+                for labels, value in family.read(s):
+                    metric.add_metric([s.name, *labels], value)
+            yield metric
+
+
+def process(save_failures: int | None) -> Iterator[Metric]:
+    """The exporter's own families: its version, and its failed state saves if it has a store."""
+    if save_failures is not None:
+        failures = STATE_SAVE_FAILURES.new("", ())
+        failures.add_metric([], save_failures)
+        yield failures
+    build = BUILD_INFO.new("", BUILD_INFO.labels)
+    build.add_metric([__version__], 1)
+    yield build
