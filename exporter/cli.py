@@ -480,11 +480,14 @@ def run(argv: Sequence[str]) -> int:
         for op in cfg.operations
     ]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector(pollers, cfg.polling.interval, store))
+    collector = WolkvoxCollector(pollers, cfg.polling.interval, store)
+    registry.register(collector)
     try:
         live = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=live)  # process_*: the standard self-metrics of an exporter
-        httpd, _ = server.serve(server.App(registry, pollers, security, live), host, port)
+        httpd, _ = server.serve(
+            server.App(registry, pollers, security, live, collector.page), host, port
+        )
     except OSError as exc:
         return _fail(f"cannot listen on {listen}: {exc.strerror}")
     log.info(

@@ -12,7 +12,8 @@ Sample output:
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Protocol
 
 from prometheus_client.core import Metric
@@ -29,6 +30,29 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
+class _Fixed:
+    """Metrics to encode: what prometheus_client's encoders ask a registry for."""
+
+    def __init__(self, metrics: Iterable[Metric]) -> None:
+        self.metrics = list(metrics)
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self.metrics)
+
+
+Encoder = Callable[[_Fixed], bytes]  # prometheus_client's generate_latest, text or OpenMetrics
+_EOF = b"# EOF\n"
+
+
+def _split(text: bytes) -> tuple[bytes, bytes]:
+    """One family's exposition as (its # HELP/# TYPE lines, its samples), end marker dropped."""
+    text = text.removesuffix(_EOF)
+    at = 0
+    while text.startswith(b"#", at):
+        at = text.index(b"\n", at) + 1
+    return text[:at], text[at:]
+
+
 class WolkvoxCollector(Collector):
     def __init__(
         self, sources: Sequence[SnapshotSource], interval: float, store: StateStore | None = None
@@ -36,6 +60,11 @@ class WolkvoxCollector(Collector):
         self.sources = sources
         self.store = store
         self.every = families.every(interval)
+        # Per encoder: each family's header, and each operation's samples per family with
+        # the snapshot they were rendered from.
+        self._headers: dict[Encoder, list[bytes]] = {}
+        self._samples: dict[tuple[Encoder, str], tuple[Snapshot, list[bytes]]] = {}
+        self._lock = threading.Lock()
 
     def describe(self) -> Iterator[Metric]:
         """Every family, without samples: what a registry checks for name clashes, so it need
@@ -47,3 +76,28 @@ class WolkvoxCollector(Collector):
         snaps = [s.snapshot() for s in self.sources]
         yield from families.render(snaps, self.every)
         yield from families.process(self.store.save_failures if self.store else None)
+
+    def page(self, encoder: Encoder) -> bytes:
+        """What `encoder` writes for a registry holding this collector, byte for byte, but
+        each operation's samples are encoded once per snapshot it publishes and reused: with
+        many operations polling at their own moments, a scrape after one operation's commit
+        encodes that operation only."""
+        snaps = [s.snapshot() for s in self.sources]
+        with self._lock:
+            headers = self._headers.get(encoder)
+            if headers is None:
+                empty = families.render([], self.every)
+                headers = self._headers[encoder] = [_split(encoder(_Fixed([m])))[0] for m in empty]
+            bodies = [self._operation(encoder, s) for s in snaps]
+        out = [header + b"".join(b[i] for b in bodies) for i, header in enumerate(headers)]
+        save_failures = self.store.save_failures if self.store else None
+        tail = encoder(_Fixed(families.process(save_failures)))
+        return b"".join(out) + tail
+
+    def _operation(self, encoder: Encoder, snap: Snapshot) -> list[bytes]:
+        cached = self._samples.get((encoder, snap.name))
+        if cached is not None and cached[0] is snap:
+            return cached[1]
+        bodies = [_split(encoder(_Fixed([m])))[1] for m in families.render([snap], self.every)]
+        self._samples[(encoder, snap.name)] = (snap, bodies)
+        return bodies

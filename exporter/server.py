@@ -12,10 +12,10 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
@@ -45,11 +45,15 @@ class App:
         pollers: Sequence[Poller],
         security: Security | None = None,
         live: CollectorRegistry | None = None,
+        page: Callable[[Callable[[Any], bytes]], bytes] | None = None,
     ) -> None:
         self.registry = registry
         self.pollers = pollers
         self.security = security
         self.live = live  # rendered at every scrape (process_*), after the cached part
+        # Renders what the encoder would write for `registry`, reusing what did not change
+        # (WolkvoxCollector.page); without it, the registry is encoded whole.
+        self.page = page
         self._pages: dict[tuple[str, bool], tuple[tuple[object, ...], bytes]] = {}
         self._render = threading.Lock()
 
@@ -68,7 +72,7 @@ class App:
         with self._render:
             cached = self._pages.get(key)
             if cached is None or not _same(cached[0], version):
-                body = encoder(self.registry)
+                body = self.page(encoder) if self.page is not None else encoder(self.registry)
                 if openmetrics:  # the live part comes after, and `# EOF` after that
                     body = body.removesuffix(_EOF)
                 if gzipped:

@@ -7,9 +7,13 @@ import re
 from pathlib import Path
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import generate_latest as text_encoder
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_encoder
 
-from exporter import backfill, families
+from exporter import backfill, families, windowing
+from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
+from exporter.poller import Poller
 from exporter.simulator import Traffic
 from exporter.state import StateStore
 from tests.conftest import Clock, make_config, make_poller
@@ -61,3 +65,47 @@ def test_describe_announces_what_collect_renders(sim_factory, tmp_path):
 def test_backfill_writes_families_of_the_table_by_name():
     assert {f.name for f in backfill.BACKFILLED} <= set(families.BY_NAME)
     assert all(f.read is not None for f in backfill.BACKFILLED)
+
+
+def test_the_page_is_what_the_encoders_write_and_reuses_operations_that_did_not_commit(
+    sim_factory, tmp_path
+):
+    """WolkvoxCollector.page, which the server renders, against prometheus_client's own
+    encoders on a registry with the collector: byte for byte, in both formats, before and
+    after one of two operations commits; the other operation's samples are not encoded
+    again."""
+    clock = Clock(1_790_000_100)
+    _, url_a = sim_factory(Traffic(seed=5, rate_per_minute=200, daily_curve=False), clock)
+    _, url_b = sim_factory(Traffic(seed=6, rate_per_minute=200, daily_curve=False), clock)
+    store = StateStore(tmp_path / "state.db")
+    a = make_poller(make_config(url_a), clock, store=store)
+    b_cfg = make_config(url_b)
+    b = Poller(
+        b_cfg.operations[0].model_copy(update={"name": "other"}),
+        b_cfg.polling,
+        b_cfg.labels,
+        TokenGate(0),
+        clock=clock,
+        store=store,
+    )
+    collector = WolkvoxCollector([a, b], 300, store)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    encoders = (text_encoder, openmetrics_encoder)
+    for step in range(3):
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        a.poll_once()
+        if step != 1:
+            b.poll_once()
+        for encoder in encoders:
+            before = dict(collector._samples)
+            page = collector.page(encoder)
+            assert page == encoder(registry), (step, encoder)
+            if step == 1 and (encoder, "other") in before:
+                # Only `main` committed: `other`'s samples are the very bytes of before.
+                assert collector._samples[(encoder, "other")] is before[(encoder, "other")]
+    lines = collector.page(text_encoder).splitlines()
+    assert any(
+        line.startswith(b"wolkvox_interactions_total{") and b'operation="other"' in line
+        for line in lines
+    )
