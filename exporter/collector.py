@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol
+from typing import Protocol, cast
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from exporter import families
 from exporter.snapshot import Snapshot
@@ -42,6 +43,8 @@ class _Fixed:
 
 Encoder = Callable[[_Fixed], bytes]  # prometheus_client's generate_latest, text or OpenMetrics
 _EOF = b"# EOF\n"
+# How both encoders write a sample's value (prometheus_client ships it without annotations).
+_number = cast(Callable[[float], str], floatToGoString)
 
 
 def _split(text: bytes) -> tuple[bytes, bytes]:
@@ -64,6 +67,7 @@ class WolkvoxCollector(Collector):
         # the snapshot they were rendered from.
         self._headers: dict[Encoder, list[bytes]] = {}
         self._samples: dict[tuple[Encoder, str], tuple[Snapshot, list[bytes]]] = {}
+        self._prefixes: dict[tuple[Encoder, str, str], dict[tuple[str, ...], bytes]] = {}
         self._lock = threading.Lock()
 
     def describe(self) -> Iterator[Metric]:
@@ -98,6 +102,30 @@ class WolkvoxCollector(Collector):
         cached = self._samples.get((encoder, snap.name))
         if cached is not None and cached[0] is snap:
             return cached[1]
-        bodies = [_split(encoder(_Fixed([m])))[1] for m in families.render([snap], self.every)]
+        bodies = [self._encode(encoder, snap, family) for family in families.OPERATION]
         self._samples[(encoder, snap.name)] = (snap, bodies)
         return bodies
+
+    def _encode(self, encoder: Encoder, snap: Snapshot, family: families.Family) -> bytes:
+        """A family's samples of one operation as `encoder` writes them. A series' line up to
+        its value (name, labels escaped) is encoded once while the series exists; a commit
+        changes values, rarely series, so it costs a number format per sample. Only the
+        series of the current snapshot are kept."""
+        if family.read is None:  # a histogram: a few lines, encoded whole
+            (metric,) = families.render([snap], self.every, [family])
+            return _split(encoder(_Fixed([metric])))[1]
+        key = (encoder, snap.name, family.name)
+        known = self._prefixes.get(key, {})
+        current: dict[tuple[str, ...], bytes] = {}
+        lines = []
+        for labels, value in family.read(snap):
+            prefix = known.get(labels)
+            if prefix is None:
+                one = family.new(self.every, ("operation", *family.labels))
+                one.add_metric([snap.name, *labels], 0.0)
+                line = _split(encoder(_Fixed([one])))[1]
+                prefix = line[: line.rindex(b" ") + 1]
+            current[labels] = prefix
+            lines.append(prefix + _number(value).encode() + b"\n")
+        self._prefixes[key] = current
+        return b"".join(lines)
