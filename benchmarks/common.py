@@ -6,6 +6,7 @@ import json
 import platform
 import time
 from collections.abc import Callable
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from exporter.simulator import Row, Traffic
@@ -61,3 +62,11 @@ def best_of_each(fns: dict[str, Callable[[], object]], repeat: int = 7) -> dict[
 
 def machine() -> str:
     return f"{platform.processor() or platform.machine()}, Python {platform.python_version()}"
+
+
+def rss_kib(field: str) -> int:
+    """A memory figure of this process from /proc (VmRSS, VmHWM), in KiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(field)

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import json
 import random
-from pathlib import Path
 
-from benchmarks.common import T0, ZONE, machine
+from benchmarks.common import T0, ZONE, machine, rss_kib
 from exporter.aggregation import Tally
 from exporter.config import Kpis, Labels
 from exporter.records import decode
@@ -24,13 +23,6 @@ from exporter.simulator import Traffic
 TOTAL = 1_000_000
 INTERVAL = 300
 RATE = 1000  # records per minute: 5,000 per window, so 100k records outlast the 1h session horizon
-
-
-def rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(field)
 
 
 def main() -> None:

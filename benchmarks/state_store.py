@@ -29,7 +29,7 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.common import T0, ZONE, answer_bytes, machine
+from benchmarks.common import T0, ZONE, answer_bytes, machine, rss_kib
 from exporter import records
 from exporter.aggregation import Tally
 from exporter.config import Kpis, Labels
@@ -38,13 +38,6 @@ from exporter.state import OperationState, StateStore, _V2OperationState, _V2Sta
 
 HORIZON_BUCKETS = 144  # 24h of ten-minute buckets
 POLLS = 5
-
-
-def rss_kib(field: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(field)
 
 
 def reset_peak() -> None:

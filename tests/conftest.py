@@ -75,6 +75,19 @@ def make_poller(
     )
 
 
+def other_poller(url: str, clock: Clock, store: StateStore | None = None) -> Poller:
+    """A second operation, `other`, beside make_poller's `main`: its own simulator and gate."""
+    cfg = make_config(url)
+    return Poller(
+        cfg.operations[0].model_copy(update={"name": "other"}),
+        cfg.polling,
+        cfg.labels,
+        TokenGate(0),
+        clock=clock,
+        store=store,
+    )
+
+
 def expected_counts(
     rows: list[simulator.Row], max_length: int = 64
 ) -> Counter[tuple[str, str, str]]:

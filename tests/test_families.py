@@ -11,12 +11,10 @@ from prometheus_client.exposition import generate_latest as text_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_encoder
 
 from exporter import backfill, families, windowing
-from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
-from exporter.poller import Poller
 from exporter.simulator import Traffic
 from exporter.state import StateStore
-from tests.conftest import Clock, make_config, make_poller
+from tests.conftest import Clock, make_config, make_poller, other_poller
 
 ROOT = Path(__file__).parent.parent
 
@@ -79,15 +77,7 @@ def test_the_page_is_what_the_encoders_write_and_reuses_operations_that_did_not_
     _, url_b = sim_factory(Traffic(seed=6, rate_per_minute=200, daily_curve=False), clock)
     store = StateStore(tmp_path / "state.db")
     a = make_poller(make_config(url_a), clock, store=store)
-    b_cfg = make_config(url_b)
-    b = Poller(
-        b_cfg.operations[0].model_copy(update={"name": "other"}),
-        b_cfg.polling,
-        b_cfg.labels,
-        TokenGate(0),
-        clock=clock,
-        store=store,
-    )
+    b = other_poller(url_b, clock, store)
     collector = WolkvoxCollector([a, b], 300, store)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(collector)

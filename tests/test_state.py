@@ -15,11 +15,17 @@ from exporter import cli, server, windowing
 from exporter.backfill import parse_when
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
-from exporter.poller import Poller
 from exporter.sessions import Changes, unpack
 from exporter.simulator import Reply, Traffic
 from exporter.state import OperationState, StateStore
-from tests.conftest import Clock, assert_kpis, expected_counts, make_config, make_poller
+from tests.conftest import (
+    Clock,
+    assert_kpis,
+    expected_counts,
+    make_config,
+    make_poller,
+    other_poller,
+)
 
 START = 1_790_000_100
 
@@ -277,15 +283,7 @@ def test_a_save_writes_one_operations_rows_and_only_the_session_buckets_that_cha
     path = tmp_path / "state.json"
     store = StateStore(path)
     a = make_poller(make_config(url_a), clock, TokenGate(0), store=store)
-    b_cfg = make_config(url_b)
-    b = Poller(
-        b_cfg.operations[0].model_copy(update={"name": "other"}),
-        b_cfg.polling,
-        b_cfg.labels,
-        TokenGate(0),
-        clock=clock,
-        store=store,
-    )
+    b = other_poller(url_b, clock, store)
     for _ in range(6):  # half an hour: the sessions fill three ten-minute buckets
         clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
         a.poll_once()
