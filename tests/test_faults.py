@@ -13,7 +13,7 @@ from exporter import windowing
 from exporter.client import Outcome, TokenGate
 from exporter.simulator import SELECT_BY, Faults, Traffic
 from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
-from tests.process import Exporter, assert_private, by_label, interactions
+from tests.process import Exporter, assert_private, by_label, interactions, parse
 
 START = 1_790_000_100
 ALL_BUT_QUOTA = {
@@ -133,7 +133,9 @@ def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_d
 def test_exporter_process_keeps_serving_under_faults_and_ends_exact(
     tmp_path: Path, sim_factory, select_by: str
 ):
-    start = int(time.time()) + 2
+    # Traffic begins once the exporter has surely made its first poll, even on a loaded
+    # machine (its first window is the last complete one; rows before it are for backfill).
+    start = int(time.time()) + 10
     stop = start + 16
     traffic = Traffic(
         seed=99,
@@ -162,7 +164,11 @@ polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
         tmp_path, ["--config", str(cfg), "--log.level", "debug"], {"FAULT_TOKEN": TOKEN}
     ).start()
     try:
-        time.sleep(1.5)
+        # Once it serves (its start-up may take seconds on a loaded machine), every scrape
+        # must answer, whatever the API does.
+        first = exporter.wait_collected(0, timeout=60)
+        (origin_end,) = parse(first)["wolkvox_collected_until_timestamp_seconds"].values()
+        assert origin_end - 1 <= start, "the exporter started after the traffic began"
         deadline = time.time() + 90
         scrapes = 0
         while time.time() < deadline:
