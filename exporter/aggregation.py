@@ -17,10 +17,10 @@ from zoneinfo import ZoneInfo
 
 from exporter import labels
 from exporter.config import TRANSFERRED, Kpis, Labels
+from exporter.counts import Counts
 from exporter.dedupe import SeenRows
 from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
 from exporter.sessions import Sessions, session_keys
-from exporter.state import OperationState
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
 
@@ -453,33 +453,32 @@ class Tally:
         if self.customers and min(c[0] for c in self.customers) < horizon:
             self.customers = {c for c in self.customers if c[0] >= horizon}
 
-    def export(self, sessions: bool = True) -> dict[str, Any]:
-        """The parts of the tally that a restart needs, as plain values for the state file.
-        Without `sessions`, the session store is left out: a live save writes only what it
-        changed (`self.sessions.pending()`)."""
+    def export(self, sessions: bool = True) -> Counts:
+        """The parts of the tally that a restart needs. Without `sessions`, the session store
+        is left out: a live save writes only what it changed (`self.sessions.pending()`)."""
         buckets, transfers = self.sessions.image() if sessions else ({}, b"")
-        return {
-            "interactions": [(*k, n) for k, n in self.interactions.items()],
-            "received": self.received,
-            "duplicates": self.duplicates,
-            "outside_range": self.outside_range,
-            "newest": self.newest,
-            "rejected": dict(self.rejected),
-            "overflow": dict(self.overflow),
-            "by_window": {s: [(*k, n) for k, n in w.items()] for s, w in self.by_window.items()},
-            "last_window": [
+        return Counts(
+            interactions=[(*k, n) for k, n in self.interactions.items()],
+            received=self.received,
+            duplicates=self.duplicates,
+            outside_range=self.outside_range,
+            newest=self.newest,
+            rejected=dict(self.rejected),
+            overflow=dict(self.overflow),
+            by_window={s: [(*k, n) for k, n in w.items()] for s, w in self.by_window.items()},
+            last_window=[
                 (*k, n, self.last_active.get(k, 0.0)) for k, n in self.last_window.items()
             ],
-            "seen": list(self.seen.items()),
-            "outcomes": [(*k, n) for k, n in self.outcomes.items()],
-            "sessions_total": dict(self.sessions_total),
-            "transferred_total": dict(self.transferred_total),
-            "session_buckets": buckets,
-            "session_transfers": transfers,
-            "customers_last_window": dict(self.customers_last_window),
-        }
+            seen=list(self.seen.items()),
+            outcomes=[(*k, n) for k, n in self.outcomes.items()],
+            sessions_total=dict(self.sessions_total),
+            transferred_total=dict(self.transferred_total),
+            session_buckets=buckets,
+            session_transfers=transfers,
+            customers_last_window=dict(self.customers_last_window),
+        )
 
-    def restore(self, saved: OperationState) -> None:
+    def restore(self, saved: Counts) -> None:
         """Resume from a saved state: counters continue, known rows stay known."""
         for *key, n in saved.interactions:
             label_key = (key[0], key[1], key[2])

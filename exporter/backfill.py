@@ -306,7 +306,7 @@ class Backfill:
     def _tally(self, op: Operation, state: OperationState | None) -> Tally:
         tally = Tally(op.zone, self.interval, self.config.labels, self.config.kpis)
         if state is not None:
-            tally.restore(state)
+            tally.restore(state.counts)
         return tally
 
     def _operation(
@@ -454,7 +454,7 @@ class Backfill:
         operations[name] = _OpProgress(
             cursor=cursor,
             done=done,
-            state=OperationState(cursor=cursor, origin=None, requests={}, **tally.export()),
+            state=OperationState(cursor=cursor, origin=None, requests={}, counts=tally.export()),
         )
         spool = {**(progress.spool if progress else {}), **sizes}
         self._progress = _Progress(PROGRESS_VERSION, self.request.signature, operations, spool)
@@ -501,7 +501,9 @@ def write_state(
         )
     for name, tally in tallies.items():
         start, end = ranges[name]
-        store.save(name, OperationState(cursor=end, origin=start, requests={}, **tally.export()))
+        store.save(
+            name, OperationState(cursor=end, origin=start, requests={}, counts=tally.export())
+        )
 
 
 def check_labels(pairs: list[str]) -> dict[str, str]:

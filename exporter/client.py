@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -361,7 +361,7 @@ class Client:
 
         The exchange runs in a worker thread that the caller stops waiting for at the deadline;
         the worker then hangs up the connection and ends."""
-        box: dict[str, Any] = {}
+        box = _Exchange()
         abandoned = threading.Event()
         worker = threading.Thread(
             target=self._exchange_into,
@@ -378,18 +378,17 @@ class Client:
             stopping = self.stop is not None and self.stop.is_set()
             if stopping or time.monotonic() >= deadline:
                 abandoned.set()
-                _hang_up(box.get("response"))
+                _hang_up(box.response)
                 if stopping:
                     raise ApiError(Outcome.CONNECTION_ERROR, "stopping")
                 raise ApiError(Outcome.TIMEOUT, "no complete answer within polling.timeout")
-        error = box.get("error")
-        if error is not None:
-            raise _classify_exception(error)
-        status, body, retry_after = box["result"]
-        return int(status), bytes(body), retry_after
+        if box.error is not None:
+            raise _classify_exception(box.error)
+        assert box.result is not None
+        return box.result
 
     def _exchange_into(
-        self, url: str, params: dict[str, str], box: dict[str, Any], abandoned: threading.Event
+        self, url: str, params: dict[str, str], box: _Exchange, abandoned: threading.Event
     ) -> None:
         response: requests.Response | None = None
         try:
@@ -401,14 +400,24 @@ class Client:
                 allow_redirects=False,
                 stream=True,
             )
-            box["response"] = response
+            box.response = response
             body = _read_body(response, self.max_response_bytes, abandoned)
-            box["result"] = (response.status_code, body, _retry_after(response))
+            box.result = (response.status_code, body, _retry_after(response))
         except BaseException as exc:  # handed to the caller, who classifies it
-            box["error"] = exc
+            box.error = exc
         finally:
             if response is not None:
                 response.close()
+
+
+@dataclass
+class _Exchange:
+    """What the worker thread of one GET hands back: the response while it is read (so the
+    caller can hang it up at the deadline), then the result or the exception."""
+
+    response: requests.Response | None = None
+    result: tuple[int, bytes, float | None] | None = None
+    error: BaseException | None = None
 
 
 class _TooLarge(Exception):

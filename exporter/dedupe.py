@@ -51,9 +51,9 @@ class SeenRows:
         seen before), each dated at its second; done with C-level builtins, as a full answer
         has 60,000 rows."""
         self.copies.update(zip(fps, copies, strict=True))
-        new = zip(seconds, fps, strict=True)
+        new: Iterable[tuple[int, bytes]] = zip(seconds, fps, strict=True)
         if any(had):
-            new = compress(new, map(not_, had))  # type: ignore[assignment]
+            new = compress(new, map(not_, had))
         by_second = self.by_second
         for second, group in groupby(new, key=_FIRST):
             filed = by_second.get(second)

@@ -11,6 +11,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable
+from typing import TextIO
 
 _STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
 
@@ -51,7 +52,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(_fields(record), default=str, ensure_ascii=False)
 
 
-class RedactingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class RedactingHandler(logging.StreamHandler[TextIO]):
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         super().__init__(sys.stderr)
         self.secrets = [s for s in secrets if s]

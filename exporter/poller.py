@@ -88,7 +88,7 @@ class Poller:
     def _restore(self, saved: OperationState) -> None:
         self.cursor = saved.cursor
         self.origin = saved.origin
-        self.tally.restore(saved)
+        self.tally.restore(saved.counts)
         for outcome, n in saved.requests.items():
             self._health.requests[outcome] = n
         self._health.skipped_seconds = saved.skipped_seconds
@@ -108,7 +108,7 @@ class Poller:
             quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
             skipped_seconds=self._health.skipped_seconds,
             last_skip=self._health.last_skip,
-            **self.tally.export(sessions=sessions),
+            counts=self.tally.export(sessions=sessions),
         )
 
     def save(self) -> None:

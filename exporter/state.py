@@ -27,6 +27,7 @@ from pathlib import Path
 
 import msgspec
 
+from exporter.counts import Counts
 from exporter.sessions import Changes, pack
 
 log = logging.getLogger(__name__)
@@ -38,6 +39,21 @@ Key = tuple[str, str, str]
 
 
 class OperationState(msgspec.Struct, forbid_unknown_fields=True):
+    """One operation's saved state: where the poller stands, and what it counted."""
+
+    cursor: int | None
+    origin: int | None
+    requests: dict[str, int]
+    counts: Counts
+    quota_paused_until: float | None = None
+    skipped_seconds: int = 0  # given up past max_catchup, never counted
+    last_skip: float | None = None  # when the last span was given up
+
+
+class _V2OperationState(msgspec.Struct, forbid_unknown_fields=True):
+    """An operation in the JSON state file of version 2: the counts flat beside the cursor,
+    and sessions as (bucket, digest, transferred) triples."""
+
     cursor: int | None
     origin: int | None
     interactions: list[tuple[str, str, str, int]]
@@ -47,27 +63,18 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     overflow: dict[str, int]
     requests: dict[str, int]
     by_window: dict[int, list[tuple[str, str, str, int]]]
-    last_window: list[tuple[str, str, str, int, float]]  # label set, value, last non-zero time
-    seen: list[tuple[int, bytes, int]]  # second filed under, fingerprint, copies
+    last_window: list[tuple[str, str, str, int, float]]
+    seen: list[tuple[int, bytes, int]]
     quota_paused_until: float | None = None
-    outcomes: list[tuple[str, str, int]] = []  # channel, outcome, count
+    outcomes: list[tuple[str, str, int]] = []
     sessions_total: dict[str, int] = {}
     transferred_total: dict[str, int] = {}
-    # Session digests by the bucket they were first seen in, packed (sessions.pack), and the
-    # digests of those transferred. In the database they are rows of their own.
-    session_buckets: dict[int, bytes] = {}
-    session_transfers: bytes = b""
-    customers_last_window: dict[str, int] = {}  # counts only; the customer hashes are not saved
-    skipped_seconds: int = 0  # given up past max_catchup, never counted
-    last_skip: float | None = None  # when the last span was given up
-    outside_range: int = 0  # counted rows dated outside the range that returned them
-    newest: int | None = None  # the date of the newest row counted
-
-
-class _V2OperationState(OperationState, forbid_unknown_fields=True):
-    """An operation in the JSON state file of version 2, sessions as (bucket, digest, moved)."""
-
     sessions: list[tuple[int, int, bool]] = []
+    customers_last_window: dict[str, int] = {}
+    skipped_seconds: int = 0
+    last_skip: float | None = None
+    outside_range: int = 0
+    newest: int | None = None
 
 
 class _V2StateFile(msgspec.Struct, forbid_unknown_fields=True):
@@ -140,7 +147,10 @@ def _write_operation(
 ) -> None:
     """One operation's rows, inside the caller's transaction. Without `changes`, its sessions
     are replaced by those the state carries; with them, only what changed is written."""
-    small = msgspec.structs.replace(state, session_buckets={}, session_transfers=b"")
+    small = msgspec.structs.replace(
+        state,
+        counts=msgspec.structs.replace(state.counts, session_buckets={}, session_transfers=b""),
+    )
     db.execute(
         "INSERT OR REPLACE INTO operations VALUES (?, ?, ?)",
         (name, time.time(), _ENCODER.encode(small)),
@@ -148,8 +158,8 @@ def _write_operation(
     if changes is None:
         db.execute("DELETE FROM session_buckets WHERE operation = ?", (name,))
         db.execute("DELETE FROM session_transfers WHERE operation = ?", (name,))
-        buckets = state.session_buckets
-        transfers = {max(buckets, default=0): state.session_transfers}
+        buckets = state.counts.session_buckets
+        transfers = {max(buckets, default=0): state.counts.session_transfers}
     else:
         if changes.floor is not None:
             for table in ("session_buckets", "session_transfers"):
@@ -183,9 +193,10 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
                 "SELECT digests FROM session_transfers WHERE operation = ?", (name,)
             )
         )
-        out[name] = msgspec.structs.replace(
-            state, session_buckets=buckets, session_transfers=transfers
+        counts = msgspec.structs.replace(
+            state.counts, session_buckets=buckets, session_transfers=transfers
         )
+        out[name] = msgspec.structs.replace(state, counts=counts)
     return out
 
 
@@ -197,7 +208,8 @@ def _from_v2(old: _V2OperationState) -> OperationState:
         buckets.setdefault(bucket, []).append(key)
     fields["session_buckets"] = {b: pack(keys) for b, keys in buckets.items()}
     fields["session_transfers"] = pack(key for _, key, moved in sessions if moved)
-    return OperationState(**fields)
+    counted = {name: fields.pop(name) for name in Counts.__struct_fields__}
+    return OperationState(**fields, counts=Counts(**counted))
 
 
 class StateStore:

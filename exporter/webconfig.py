@@ -28,6 +28,7 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -380,7 +381,7 @@ class Security:
                 self._cache.popitem(last=False)
         return ok and known
 
-    def client_allowed(self, peer: dict[str, Any] | None) -> bool:
+    def client_allowed(self, peer: Mapping[str, Any] | None) -> bool:
         """Whether a verified client certificate carries one of `client_allowed_sans`."""
         allowed = self._settings.allowed_sans
         if allowed is None:

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
+import msgspec
 import pytest
 
 from exporter import config
 from exporter.aggregation import Tally
 from exporter.collector import WolkvoxCollector
 from exporter.config import Kpis, Labels
+from exporter.counts import Counts
 from exporter.simulator import Traffic
-from exporter.state import OperationState
 from tests.conftest import Clock, make_config, make_poller
 from tests.test_aggregation import BASE, ZONE, answer, row
 
@@ -134,16 +134,9 @@ def test_sessions_survive_a_restart_as_digests_and_are_forgotten_after_the_horiz
     t = kpi_tally(session_horizon="2h")
     t.ingest(rows({"second": 1, "session_id": "secret-session-42"}), BASE, BASE + 299)
     state = t.export()
-    assert "secret-session-42" not in json.dumps(state, default=str)
+    assert b"secret-session-42" not in msgspec.msgpack.encode(state)
     back = kpi_tally(session_horizon="2h")
-    back.restore(
-        OperationState(
-            cursor=None,
-            origin=None,
-            requests={},
-            **state,
-        )
-    )
+    back.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=Counts))
     later = BASE + 300
     back.ingest(
         answer(row(0, session_id="secret-session-42") | {"date": "2026-03-02 10:05:00"}),

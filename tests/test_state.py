@@ -15,6 +15,7 @@ from exporter import cli, server, windowing
 from exporter.backfill import parse_when
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
+from exporter.counts import Counts
 from exporter.sessions import Changes, unpack
 from exporter.simulator import Reply, Traffic
 from exporter.state import OperationState, StateStore
@@ -229,6 +230,7 @@ def _v2_file(poller) -> bytes:
     every field of today, but sessions as (bucket, digest, transferred) triples."""
     state = poller.export_state()
     fields = msgspec.structs.asdict(state)
+    fields.update(msgspec.structs.asdict(fields.pop("counts")))  # version 2 had them flat
     buckets, transfers = fields.pop("session_buckets"), fields.pop("session_transfers")
     moved = set(unpack(transfers))
     fields["sessions"] = [
@@ -335,5 +337,5 @@ def test_a_damaged_database_is_moved_aside_and_the_exporter_starts_fresh(tmp_pat
     assert "state file unusable; starting fresh" in caplog.text and str(aside) in caplog.text
     # ...and saving afterwards creates a new database.
     store = StateStore(path)
-    assert store.save("x", OperationState(None, None, [], 0, 0, {}, {}, {}, {}, [], []))
+    assert store.save("x", OperationState(None, None, {}, Counts([], 0, 0, {}, {}, {}, [], [])))
     assert set(StateStore(path).load()) == {"x"}
