@@ -33,6 +33,12 @@ class _Ranges(logging.Handler):
             self.last = record.__dict__["ranges"]
 
 
+def next_poll(poller: Poller, now: list[float]) -> None:
+    """Move the driven clock to the next poll's moment, and poll."""
+    now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
+    poller.poll_once()
+
+
 def run(rate_per_minute: float) -> tuple[int, int, int, int]:
     """Requests for an hour of polls; then for the catch-up after an outage, the ranges it
     planned (before splits at the record cap) and the windows it covered."""
@@ -53,12 +59,10 @@ def run(rate_per_minute: float) -> tuple[int, int, int, int]:
     logger.addHandler(ranges)
     logger.setLevel(logging.INFO)
     try:
-        now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
-        poller.poll_once()
+        next_poll(poller, now)
         first = sim.stats.requests
         for _ in range(POLLS):
-            now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
-            poller.poll_once()
+            next_poll(poller, now)
         steady = sim.stats.requests - first
         before = poller.cursor
         assert before is not None
@@ -92,12 +96,10 @@ def busy(rate_per_minute: float, polls: int = 3) -> tuple[int, float, int]:
     )
     poller = Poller(cfg.operations[0], cfg.polling, cfg.labels, TokenGate(0), clock=clock)
     try:
-        now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
-        poller.poll_once()
+        next_poll(poller, now)
         first = sim.stats.requests
         for _ in range(polls):
-            now[0] = windowing.next_poll_at(now[0], 300, 60) + 0.5
-            poller.poll_once()
+            next_poll(poller, now)
         refused = sim.stats.by_status[400]  # "IF YOUR QUERY EXCEEDS 6000 RECORDS..."
         return first, (sim.stats.requests - first) / polls, refused
     finally:

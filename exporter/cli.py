@@ -39,6 +39,28 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"WOLKVOX_EXPORTER_{name}", default)
 
 
+def _config_argument(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument(
+        "--config",
+        "--config.file",
+        dest="config",
+        default=_env("CONFIG"),
+        metavar="FILE",
+        help=help,
+    )
+
+
+def _listen_argument(p: argparse.ArgumentParser, help: str) -> None:
+    """The listen address, read the same way by the exporter and by its health check."""
+    p.add_argument(
+        "--web.listen-address",
+        dest="listen",
+        default=_env("LISTEN_ADDRESS"),
+        metavar="HOST:PORT",
+        help=help,
+    )
+
+
 def _run_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wolkvox-exporter",
@@ -47,25 +69,15 @@ def _run_parser() -> argparse.ArgumentParser:
         "'backfill' writes past data for promtool; 'simulate' runs the simulated API; "
         "'healthcheck' probes a running exporter (a container's HEALTHCHECK).",
     )
-    p.add_argument(
-        "--config",
-        "--config.file",
-        dest="config",
-        default=_env("CONFIG"),
-        metavar="FILE",
-        help="YAML config file (env WOLKVOX_EXPORTER_CONFIG)",
-    )
+    _config_argument(p, "YAML config file (env WOLKVOX_EXPORTER_CONFIG)")
     p.add_argument(
         "--demo",
         action="store_true",
         help="run against the built-in simulated Wolkvox API on loopback; needs no config or token",
     )
-    p.add_argument(
-        "--web.listen-address",
-        dest="listen",
-        default=_env("LISTEN_ADDRESS"),
-        metavar="HOST:PORT",
-        help=f"address to serve metrics on; overrides web.listen_address "
+    _listen_argument(
+        p,
+        f"address to serve metrics on; overrides web.listen_address "
         f"(default {config.DEFAULT_LISTEN_ADDRESS}; env WOLKVOX_EXPORTER_LISTEN_ADDRESS)",
     )
     p.add_argument(
@@ -167,22 +179,12 @@ def _healthcheck_parser() -> argparse.ArgumentParser:
         "Finds its address as the exporter does (flag, env, config file, default); a 401 or a "
         "TLS answer counts as alive, so no credentials are needed.",
     )
-    p.add_argument(
-        "--config",
-        "--config.file",
-        dest="config",
-        default=_env("CONFIG"),
-        metavar="FILE",
-        help="the exporter's config file, for web.listen_address; a missing file is no error "
+    _config_argument(
+        p,
+        "the exporter's config file, for web.listen_address; a missing file is no error "
         "(the exporter may run with --demo)",
     )
-    p.add_argument(
-        "--web.listen-address",
-        dest="listen",
-        default=_env("LISTEN_ADDRESS"),
-        metavar="HOST:PORT",
-        help="the exporter's listen address (env WOLKVOX_EXPORTER_LISTEN_ADDRESS)",
-    )
+    _listen_argument(p, "the exporter's listen address (env WOLKVOX_EXPORTER_LISTEN_ADDRESS)")
     p.add_argument("--timeout", type=float, default=4.0, help="seconds to wait (default 4)")
     return p
 
