@@ -14,6 +14,8 @@ from typing import Any
 
 import promql_parser
 
+from tests.promql import walk
+
 Dashboard = dict[str, Any]
 Panel = dict[str, Any]
 
@@ -44,15 +46,6 @@ def parse(expr: str) -> Any:
     for name, value in MAGIC.items():
         expr = expr.replace(name, value)
     return promql_parser.parse(expr)
-
-
-def walk(node: Any, parents: tuple[Any, ...] = ()) -> Iterator[tuple[Any, tuple[Any, ...]]]:
-    yield node, parents
-    for attr in ("args", "lhs", "rhs", "expr", "param", "vector_selector"):
-        child = getattr(node, attr, None)
-        children = child if isinstance(child, list) else [child] if child is not None else []
-        for c in children:
-            yield from walk(c, (*parents, node))
 
 
 def kind(node: Any) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import promql_parser
@@ -26,20 +27,20 @@ def substitute(expr: str) -> str:
     return expr
 
 
+def walk(node: Any, parents: tuple[Any, ...] = ()) -> Iterator[tuple[Any, tuple[Any, ...]]]:
+    """Every node of a parsed expression, with the nodes above it, outermost first."""
+    yield node, parents
+    for attr in ("args", "lhs", "rhs", "expr", "param", "vector_selector"):
+        child = getattr(node, attr, None)
+        children = child if isinstance(child, list) else [child] if child is not None else []
+        for c in children:
+            yield from walk(c, (*parents, node))
+
+
 def metric_names(expr: str) -> set[str]:
     """Every metric (or recorded series) name an expression selects, found by parsing it."""
-    names: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if type(node).__name__ == "VectorSelector":
-            names.add(node.name)
-        for attr in ("args", "lhs", "rhs", "expr", "param", "vector_selector"):
-            child = getattr(node, attr, None)
-            if isinstance(child, list):
-                for c in child:
-                    walk(c)
-            elif child is not None:
-                walk(child)
-
-    walk(promql_parser.parse(expr))
-    return names
+    return {
+        node.name
+        for node, _ in walk(promql_parser.parse(expr))
+        if type(node).__name__ == "VectorSelector"
+    }
