@@ -52,7 +52,7 @@ def naive(body: bytes) -> None:
 
 def main() -> None:
     body, first, last = answer_bytes(RECORDS)
-    counted = sum(ours(body, first, last).interactions.values())
+    counted = sum(ours(body, first, last).counts.interactions.values())
     assert counted == RECORDS, counted
     # Two orders, because allocator state left by one run sways the next by about 5%: each
     # function 9 times in a row, then the three in turns for 9 rounds. Both must meet 1.5x.

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest, start
 from benchmarks.common import best_of, machine
 from exporter import server
 from exporter.collector import WolkvoxCollector
+from exporter.counts import Counts
 from exporter.snapshot import Snapshot
 
 SERIES = 10_000
@@ -46,26 +47,11 @@ def ours() -> CollectorRegistry:
     keys = label_sets()
     snap = Snapshot(
         name="bench",
-        up=True,
-        polled=True,
+        counts=Counts(interactions={k: i for i, k in enumerate(keys)}, rejected={}, overflow={}),
+        outcome_names=[],
         last_success=time.time(),
         collected_until=0,
-        interactions={k: i for i, k in enumerate(keys)},
-        last_window={},
-        requests={},
         duration_buckets=(0,) * 12,
-        duration_sum=0.0,
-        received=0,
-        duplicates=0,
-        rejected={},
-        overflow={},
-        last_error="",
-        quota_exhausted=False,
-        outcomes={},
-        outcome_names=[],
-        sessions={},
-        sessions_transferred={},
-        customers_last_window={},
     )
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector([FrozenPoller(snap)], 300))

@@ -26,6 +26,7 @@ from benchmarks.scrape import FrozenPoller, free_port
 from exporter import server
 from exporter.collector import WolkvoxCollector
 from exporter.config import Labels
+from exporter.counts import Counts
 from exporter.snapshot import Snapshot
 
 MAX_SERIES = Labels().max_series
@@ -42,26 +43,24 @@ def worst_case(series: int = MAX_SERIES) -> Snapshot:
     counts = {k: 1000 + i for i, k in enumerate(keys)}
     return Snapshot(
         name="worst",
-        up=True,
-        polled=True,
+        counts=Counts(
+            interactions=counts,
+            last_window=dict(counts),
+            received=10**6,
+            duplicates=10,
+            rejected={"invalid_date": 1},
+            overflow={"routing_answer": 5},
+            outcomes={(f"channel{c}", "bot_answer"): 5 for c in range(CHANNELS)},
+            sessions_total={f"channel{c}": 7 for c in range(CHANNELS)},
+            transferred_total={f"channel{c}": 3 for c in range(CHANNELS)},
+            customers_last_window={f"channel{c}": 2 for c in range(CHANNELS)},
+        ),
+        outcome_names=["transferred", "masked_input", "none", "bot_answer"],
         last_success=time.time(),
         collected_until=int(time.time()),
-        interactions=counts,
-        last_window=dict(counts),
         requests={"success": 100},
         duration_buckets=(1,) * 12,
         duration_sum=1.0,
-        received=10**6,
-        duplicates=10,
-        rejected={"invalid_date": 1},
-        overflow={"routing_answer": 5},
-        last_error="",
-        quota_exhausted=False,
-        outcomes={(f"channel{c}", "bot_answer"): 5 for c in range(CHANNELS)},
-        outcome_names=["transferred", "masked_input", "none", "bot_answer"],
-        sessions={f"channel{c}": 7 for c in range(CHANNELS)},
-        sessions_transferred={f"channel{c}": 3 for c in range(CHANNELS)},
-        customers_last_window={f"channel{c}": 2 for c in range(CHANNELS)},
     )
 
 
@@ -82,7 +81,7 @@ def baseline_registry(series: int) -> CollectorRegistry:
     gauge = Counter(
         "x_last_window", "x", ["operation", "channel", "rp_id", "routing_answer"], registry=registry
     )
-    for (ch, rp, ans), n in worst_case(series).interactions.items():
+    for (ch, rp, ans), n in worst_case(series).counts.interactions.items():
         counter.labels("worst", ch, rp, ans).inc(n)
         gauge.labels("worst", ch, rp, ans).inc(n)
     return registry

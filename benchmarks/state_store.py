@@ -80,7 +80,7 @@ def one_poll(tally: Tally, n: int, poll: int) -> None:
 
 
 def state_of(tally: Tally, sessions: bool) -> OperationState:
-    return OperationState(cursor=T0, origin=T0, requests={}, counts=tally.export(sessions))
+    return OperationState(cursor=T0, origin=T0, requests={}, tally=tally.export(sessions))
 
 
 # -- the JSON file of version 2, as the exporter wrote it before the database -----------------
@@ -156,7 +156,7 @@ def child_load(kind: str, n: int, directory: Path) -> dict[str, Any]:
         tally = old_load(path)
     else:
         tally = new_tally()
-        tally.restore(StateStore(path).load()["a"].counts)
+        tally.restore(StateStore(path).load()["a"].tally)
     seconds = time.perf_counter() - started
     sessions = len(tally.sessions)
     return {

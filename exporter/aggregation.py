@@ -1,7 +1,8 @@
 """Counting decoded records into label sets, each row exactly once.
 
-One `Tally` per operation. It owns the dedupe store, the label limiters and every number derived
-from records; it does no I/O and takes no locks (the poller serialises access), so it can be tested
+One `Tally` per operation: the hot path from an answer's rows to its `counts.Ledger`. It owns the
+dedupe store, the dates, the label values (`labels.Labeler`) and the session and customer
+memories; it does no I/O and takes no locks (the poller serialises access), so it can be tested
 and benchmarked on its own.
 """
 
@@ -10,19 +11,21 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress, count, product, repeat
+from itertools import compress, count, repeat
 from operator import attrgetter, mod, sub
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
+import msgspec
+
 from exporter import labels
-from exporter.config import TRANSFERRED, Kpis, Labels
-from exporter.counts import Counts
+from exporter.config import Kpis, Labels
+from exporter.counts import Counts, LabelKey, Ledger, TallyState
 from exporter.dedupe import SeenRows
 from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
 from exporter.sessions import Sessions, session_keys
 
-LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
+__all__ = ["Ingested", "LabelKey", "Tally"]
 
 _SESSION_ID = attrgetter("session_id")
 _CHANNEL = attrgetter("channel")
@@ -33,17 +36,10 @@ _CUSTOMER = attrgetter("customer")
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
 _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
-REJECT_REASONS = ("undecodable", "missing_field", "invalid_type", "invalid_date")
 # A row dated after the range that returned it is remembered until its own date passes, but
 # never longer than this past the range: dates a day ahead are not the API selecting by
 # another time, and must not pin memory.
 FUTURE_HORIZON = 86400
-LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
-# Which labels were folded into __other__, for each combination of the three limiters' answers.
-_FOLDED = {
-    flags: tuple(name for name, was in zip(LIMITED_LABELS, flags, strict=True) if was)
-    for flags in product((False, True), repeat=3)
-}
 
 
 @dataclass
@@ -69,47 +65,31 @@ class Ingested:
 
 
 class Tally:
+    """One operation's counting: rows in, each counted once, into its `Ledger`.
+
+    The tally owns what turns rows into counts (dedupe, dates, label values, the session and
+    customer memories); the ledger owns the counts. Both are what a restart restores.
+    """
+
     def __init__(
         self, zone: ZoneInfo, interval: int, config: Labels, kpis: Kpis | None = None
     ) -> None:
         self.interval = interval
-        self.config = config
         kpis = kpis or Kpis()
         self.session_horizon = int(kpis.session_horizon)
-        self.classify = labels.Outcomes(
-            [(r.outcome, r.match) for r in kpis.outcomes], kpis.default_outcome
-        )
-        self.outcome_names = self.classify.names
-        self.outcomes: dict[tuple[str, str], int] = {}  # channel, outcome
-        self.sessions_total: dict[str, int] = {}  # by channel
-        self.transferred_total: dict[str, int] = {}  # by channel
+        self.labels = labels.Labeler(config, kpis)
+        self.outcome_names = self.labels.classify.names
+        self.ledger = Ledger(config.last_window_retention)
+        self.parse_date = DateParser(zone)
+        self.seen = SeenRows()
         self.sessions = Sessions()
         # (window start, raw channel, customer hash) of the open windows; memory only, never saved.
         self.customers: set[tuple[int, str, int]] = set()
-        self.customers_last_window: dict[str, int] = {}
-        self._channel_cache: dict[str, tuple[str, bool]] = {}
-        self._rp_cache: dict[str | int, tuple[str, bool]] = {}
-        self._answer_cache: dict[str | None, tuple[str, bool, str]] = {}
-        self.parse_date = DateParser(zone)
-        self.seen = SeenRows()
-        self.interactions: dict[LabelKey, int] = {}
-        self.received = 0
-        self.duplicates = 0
-        self.outside_range = 0  # counted rows dated outside the range that returned them
-        self.newest: int | None = None  # the date of the newest row counted, epoch seconds
-        self.rejected: dict[str, int] = dict.fromkeys(REJECT_REASONS, 0)
-        self.overflow: dict[str, int] = dict.fromkeys(LIMITED_LABELS, 0)
-        # Counts per window start, for windows whose rows may still arrive (late rows, re-reads).
-        self.by_window: dict[int, dict[LabelKey, int]] = {}
-        # The published last-window gauge and when each label set last had a non-zero value.
-        self.last_window: dict[LabelKey, int] = {}
-        self.last_active: dict[LabelKey, float] = {}
-        self._limit_channel = labels.Limiter(config.channel.max_values)
-        self._limit_rp = labels.Limiter(config.rp_id.max_values)
-        self._limit_answer = labels.Limiter(config.routing_answer.max_values)
-        self._label_cache: dict[
-            tuple[str, str | int, str | None], tuple[LabelKey, tuple[str, ...], str]
-        ] = {}
+
+    @property
+    def counts(self) -> Counts:
+        """The counts so far (live: copy them to keep them)."""
+        return self.ledger.counts
 
     def ingest(
         self, answer: Answer, first: int, last: int, windows: tuple[int, int] | None = None
@@ -178,14 +158,15 @@ class Tally:
             lowest, highest = min(seconds), max(seconds)
             if lowest < first or highest > last:
                 self._outside(seconds, fresh, first, last, result)
-            if self.newest is None or highest > self.newest:
-                self.newest = highest
+            counts = self.counts
+            if counts.newest is None or highest > counts.newest:
+                counts.newest = highest
             if windows is None:
                 windows = (first - first % self.interval, last - last % self.interval)
             result.counted = self._file(records, seconds, fresh, last, windows)
         result.duplicates = result.received - result.counted - result.rejected
-        self.received += result.received
-        self.duplicates += result.duplicates
+        self.counts.received += result.received
+        self.counts.duplicates += result.duplicates
         return result
 
     def _countable(
@@ -228,13 +209,14 @@ class Tally:
             else:
                 continue
             result.outside += n - had
-        self.outside_range += result.outside
+        self.counts.outside_range += result.outside
 
     def _reject(self, reason: str, fp: bytes, n: int, last: int, result: Ingested) -> None:
         # Filed under the end of this range: no later request returns the row once the
         # look-back has passed that second.
         new = self.seen.admit(fp, n, last)
-        self.rejected[reason] = self.rejected.get(reason, 0) + new
+        rejected = self.counts.rejected
+        rejected[reason] = rejected.get(reason, 0) + new
         result.rejected += new
 
     def _file(
@@ -273,7 +255,7 @@ class Tally:
                 r = records[i]
                 groups[(r.channel, r.rp_id, r.routing_answer, windows[i])] += copies[i] - had[i] - 1
                 counted += copies[i] - had[i] - 1
-        transfers = self._count(groups)
+        transfers = self.ledger.add(groups, self.labels.group)
         self._sessions(records, channels, answers, transfers, last)
         self._customers(records, channels, windows)
         return counted
@@ -309,12 +291,8 @@ class Tally:
             with_transfer = compress(sids, map(transfers.__contains__, answers))
             moved = set(session_keys(set(with_transfer) - {None, ""}))
         new, newly_transferred = self.sessions.admit(digests, moved, last)
-        for raw_channel, n in Counter(new).items():
-            ch = self._channel(raw_channel)
-            self.sessions_total[ch] = self.sessions_total.get(ch, 0) + n
-        for raw_channel, n in Counter(newly_transferred).items():
-            ch = self._channel(raw_channel)
-            self.transferred_total[ch] = self.transferred_total.get(ch, 0) + n
+        channel = self.labels.channel
+        self.ledger.add_sessions(map(channel, new), map(channel, newly_transferred))
 
     def _customers(self, rows: list[Record], channels: list[str], windows: list[int]) -> None:
         """File each record's customer (id, else phone, else e-mail) under its window, hashed.
@@ -330,119 +308,16 @@ class Tally:
             # not counted twice.
             self.customers.update(zip(windows, channels, map(hash, _hashable(who)), strict=True))
 
-    def _channel(self, raw: str) -> str:
-        """The channel's label value, as `_labels` gives it (the limiter admits each value once)."""
-        return self._channel_label(raw)[0]
-
-    # Each field is normalised once per distinct raw value: a full answer has thousands of
-    # distinct (channel, rp_id, answer) triples but only a handful of channels and rp_ids.
-    # The caches are cleared, not grown, past 10,000 entries; the limiters keep their state.
-    def _channel_label(self, raw: str) -> tuple[str, bool]:
-        hit = self._channel_cache.get(raw)
-        if hit is None:
-            hit = self._limit_channel(labels.channel(raw))
-            _store(self._channel_cache, raw, hit)
-        return hit
-
-    def _rp_label(self, raw: str | int) -> tuple[str, bool]:
-        hit = self._rp_cache.get(raw)
-        if hit is None:
-            hit = self._limit_rp(labels.rp_id(raw))
-            _store(self._rp_cache, raw, hit)
-        return hit
-
-    def _answer_label(self, raw: str | None) -> tuple[str, bool, str]:
-        hit = self._answer_cache.get(raw)
-        if hit is None:
-            ans, folded = self._limit_answer(
-                labels.routing_answer(raw, self.config.routing_answer.max_length)
-            )
-            hit = (ans, folded, self.classify(raw))
-            _store(self._answer_cache, raw, hit)
-        return hit
-
-    def _count(self, groups: Counter[tuple[str, str | int, str | None, int]]) -> set[str | None]:
-        """Add each group of records (raw label values and window) to the counters; return the
-        raw routing answers whose outcome is a transfer. Label values are normalised once per
-        distinct raw set (cached), as a full answer has thousands of groups."""
-        cache = self._label_cache
-        interactions = self.interactions
-        outcomes = self.outcomes
-        by_window = self.by_window
-        overflow = self.overflow
-        transfers: set[str | None] = set()
-        for (ch, rp, answer_text, window_start), n in groups.items():
-            raw = (ch, rp, answer_text)
-            cached = cache.get(raw)
-            if cached is None:
-                cached = self._labels(raw)
-                _store(cache, raw, cached)
-            key, folded, outcome = cached
-            for name in folded:
-                overflow[name] += n
-            interactions[key] = interactions.get(key, 0) + n
-            by_outcome = (key[0], outcome)
-            outcomes[by_outcome] = outcomes.get(by_outcome, 0) + n
-            window = by_window.get(window_start)
-            if window is None:
-                window = by_window[window_start] = {}
-            window[key] = window.get(key, 0) + n
-            if outcome == TRANSFERRED:
-                transfers.add(answer_text)
-        return transfers
-
-    def _labels(
-        self, raw: tuple[str, str | int, str | None]
-    ) -> tuple[LabelKey, tuple[str, ...], str]:
-        """The label set of a raw one. Past `labels.max_series` label sets, a new one folds its
-        routing answer, then its rp_id, into __other__ (the series per operation stay under
-        the cap plus one per channel, and the counts stay exact in total)."""
-        ch, f1 = self._channel_label(raw[0])
-        rp, f2 = self._rp_label(raw[1])
-        ans, f3, outcome = self._answer_label(raw[2])
-        known = self.interactions
-        if (ch, rp, ans) not in known and len(known) >= self.config.max_series:
-            if ans != labels.OTHER:
-                ans, f3 = labels.OTHER, True
-            if (ch, rp, ans) not in known and rp != labels.OTHER:
-                rp, f2 = labels.OTHER, True
-        return (ch, rp, ans), _FOLDED[(f1, f2, f3)], outcome
-
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
-        """Expose the counts of the window that just completed as the last-window gauge.
-
-        A label set that had traffic earlier reports 0 instead of vanishing, so panels show a drop
-        rather than a gap; it is removed once quiet for `last_window_retention`.
-        """
-        counts = self.by_window.get(window_start, {})
-        for key in self.last_window:
-            self.last_window[key] = 0
-        for key, n in counts.items():
-            self.last_window[key] = n
-            self.last_active[key] = now
-        horizon = now - self.config.last_window_retention
-        for key in [k for k, t in self.last_active.items() if t < horizon]:
-            del self.last_active[key]
-            self.last_window.pop(key, None)
-        for start in [s for s in self.by_window if s < keep_from]:
-            del self.by_window[start]
-        # Distinct customers: the same channels as the interactions gauge, 0 when none came.
-        per_channel: Counter[str] = Counter()
-        for ch, customers in self._customers_in(window_start).items():
-            per_channel[ch] += len(customers)
-        self.customers_last_window = {
-            ch: per_channel.get(ch, 0) for ch in sorted({k[0] for k in self.last_window})
+        """Expose the window that just completed as the last-window gauges (see
+        `Ledger.publish`), with its distinct customers."""
+        distinct = {
+            (self.labels.channel(ch), who)
+            for window, ch, who in self.customers
+            if window == window_start and who not in _NOBODY
         }
+        self.ledger.publish(window_start, now, keep_from, Counter(ch for ch, _ in distinct))
         self.customers = {c for c in self.customers if c[0] >= keep_from}
-
-    def _customers_in(self, window_start: int) -> dict[str, set[int]]:
-        """Distinct customer hashes of one window by channel label (raw channels that fold
-        into one label, e.g. by case, are one channel)."""
-        out: dict[str, set[int]] = {}
-        for window, raw_channel, who in self.customers:
-            if window == window_start and who not in _NOBODY:
-                out.setdefault(self._channel(raw_channel), set()).add(who)
-        return out
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
@@ -453,60 +328,25 @@ class Tally:
         if self.customers and min(c[0] for c in self.customers) < horizon:
             self.customers = {c for c in self.customers if c[0] >= horizon}
 
-    def export(self, sessions: bool = True) -> Counts:
-        """The parts of the tally that a restart needs. Without `sessions`, the session store
-        is left out: a live save writes only what it changed (`self.sessions.pending()`)."""
+    def export(self, sessions: bool = True) -> TallyState:
+        """What a restart needs. Without `sessions`, the session store is left out: a live
+        save writes only what it changed (`self.sessions.pending()`)."""
         buckets, transfers = self.sessions.image() if sessions else ({}, b"")
-        return Counts(
-            interactions=[(*k, n) for k, n in self.interactions.items()],
-            received=self.received,
-            duplicates=self.duplicates,
-            outside_range=self.outside_range,
-            newest=self.newest,
-            rejected=dict(self.rejected),
-            overflow=dict(self.overflow),
-            by_window={s: [(*k, n) for k, n in w.items()] for s, w in self.by_window.items()},
-            last_window=[
-                (*k, n, self.last_active.get(k, 0.0)) for k, n in self.last_window.items()
-            ],
+        return msgspec.structs.replace(
+            self.ledger.state(),
             seen=list(self.seen.items()),
-            outcomes=[(*k, n) for k, n in self.outcomes.items()],
-            sessions_total=dict(self.sessions_total),
-            transferred_total=dict(self.transferred_total),
             session_buckets=buckets,
             session_transfers=transfers,
-            customers_last_window=dict(self.customers_last_window),
         )
 
-    def restore(self, saved: Counts) -> None:
-        """Resume from a saved state: counters continue, known rows stay known."""
-        for *key, n in saved.interactions:
-            label_key = (key[0], key[1], key[2])
-            self.interactions[label_key] = n
-            for limiter, value in zip(
-                (self._limit_channel, self._limit_rp, self._limit_answer), label_key, strict=True
-            ):
-                if value != labels.OTHER:
-                    limiter.admitted.add(value)
-        self.received = saved.received
-        self.duplicates = saved.duplicates
-        self.outside_range = saved.outside_range
-        self.newest = saved.newest
-        self.rejected.update(saved.rejected)
-        self.overflow.update(saved.overflow)
-        self.by_window = {
-            start: {(c, r, a): n for c, r, a, n in rows} for start, rows in saved.by_window.items()
-        }
-        for c, r, a, n, active in saved.last_window:
-            self.last_window[(c, r, a)] = n
-            if active:
-                self.last_active[(c, r, a)] = active
+    def restore(self, saved: TallyState) -> None:
+        """Resume from a saved state: counters continue, known rows stay known, and label
+        values keep their names."""
+        self.ledger.restore(saved)
+        for key in saved.counts.interactions:
+            self.labels.admit(key)
         self.seen.load(saved.seen)
-        self.outcomes = {(c, o): n for c, o, n in saved.outcomes}
-        self.sessions_total = dict(saved.sessions_total)
-        self.transferred_total = dict(saved.transferred_total)
         self.sessions.load(saved.session_buckets, [saved.session_transfers])
-        self.customers_last_window = dict(saved.customers_last_window)
 
 
 # The rows of an answer with copies not counted yet, as columns: digest, copies in this answer,
@@ -544,11 +384,3 @@ def _hashable(values: list[Any]) -> list[Any]:
     """Values as dictionary keys: JSON lists and objects by their text, everything else (None
     included, which means "absent") unchanged."""
     return [v if v is None or isinstance(v, str | int | float) else str(v) for v in values]
-
-
-def _store(cache: dict[Any, Any], key: Any, value: Any) -> None:
-    """Add to a memo, clearing it first when full: bounded memory, and the hot values return
-    at once."""
-    if len(cache) >= 10_000:
-        cache.clear()
-    cache[key] = value

@@ -32,7 +32,7 @@ from exporter.aggregation import Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
 from exporter.config import Config, Operation
 from exporter.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows
-from exporter.snapshot import snapshot_of
+from exporter.snapshot import Snapshot
 from exporter.state import OperationState, StateStore, atomic_write
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ BACKFILLED = tuple(
         "wolkvox_customers_last_window",
     )
 )
-PROGRESS_VERSION = 1
+PROGRESS_VERSION = 2  # 1 was JSON, which cannot key counts by label set
 _LABEL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
 
@@ -306,7 +306,7 @@ class Backfill:
     def _tally(self, op: Operation, state: OperationState | None) -> Tally:
         tally = Tally(op.zone, self.interval, self.config.labels, self.config.kpis)
         if state is not None:
-            tally.restore(state.counts)
+            tally.restore(state.tally)
         return tally
 
     def _operation(
@@ -402,7 +402,9 @@ class Backfill:
         show of the families a backfill writes."""
         extra = self.request.labels
         for family in families.render(
-            [snapshot_of(name, tally)], families.every(self.interval), BACKFILLED
+            [Snapshot(name, tally.counts, tally.outcome_names)],
+            families.every(self.interval),
+            BACKFILLED,
         ):
             for sample in family.samples:
                 series = _series(sample.name, {**sample.labels, **extra})
@@ -428,8 +430,13 @@ class Backfill:
             data = self.progress_path.read_bytes()
         except FileNotFoundError:
             return None
+        if data.startswith(b"{"):
+            raise BackfillError(
+                f"{self.progress_path} was written by an earlier release; finish that backfill "
+                f"with it, or delete the file and {self.spool.directory} to start over"
+            )
         try:
-            progress = msgspec.json.decode(data, type=_Progress)
+            progress = msgspec.msgpack.decode(data, type=_Progress)
         except (msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BackfillError(
                 f"{self.progress_path} is damaged ({exc}); delete it and {self.spool.directory} "
@@ -454,11 +461,11 @@ class Backfill:
         operations[name] = _OpProgress(
             cursor=cursor,
             done=done,
-            state=OperationState(cursor=cursor, origin=None, requests={}, counts=tally.export()),
+            state=OperationState(cursor=cursor, origin=None, requests={}, tally=tally.export()),
         )
         spool = {**(progress.spool if progress else {}), **sizes}
         self._progress = _Progress(PROGRESS_VERSION, self.request.signature, operations, spool)
-        atomic_write(self.progress_path, msgspec.json.encode(self._progress))
+        atomic_write(self.progress_path, msgspec.msgpack.encode(self._progress))
 
     # -- output ---------------------------------------------------------------------------
 
@@ -502,7 +509,7 @@ def write_state(
     for name, tally in tallies.items():
         start, end = ranges[name]
         store.save(
-            name, OperationState(cursor=end, origin=start, requests={}, counts=tally.export())
+            name, OperationState(cursor=end, origin=start, requests={}, tally=tally.export())
         )
 
 

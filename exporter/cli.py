@@ -315,7 +315,7 @@ def backfill_command(argv: Sequence[str]) -> int:
     except KeyboardInterrupt:
         print("interrupted; run the same command again to resume", file=sys.stderr)
         return 130
-    counted = sum(sum(t.interactions.values()) for t in summary.tallies.values())
+    counted = sum(sum(t.counts.interactions.values()) for t in summary.tallies.values())
     print(
         f"wrote {args.output}: {summary.windows} windows, {counted} interactions, "
         f"{summary.samples} samples, {summary.requests} API calls"

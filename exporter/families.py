@@ -2,8 +2,8 @@
 its samples are read from an operation's snapshot.
 
 The collector renders the table, `describe()` yields it, backfill picks its families from it
-by name, and a test holds the README's metrics table to it. Adding a metric is a row here (and
-the figure it reads in the snapshot).
+by name, and a test holds the README's metrics table to it. Adding a counted metric is a row
+here and the field it reads in `counts.Counts` (and the line of the tally that adds to it).
 """
 
 from __future__ import annotations
@@ -62,13 +62,13 @@ def _by(values: dict[str, int]) -> Iterable[Sample]:
 
 def _channels(s: Snapshot) -> list[str]:
     """Channels with traffic: their KPI series are exposed at 0 too, as a ratio needs both."""
-    return sorted({k[0] for k in s.interactions})
+    return sorted({k[0] for k in s.counts.interactions})
 
 
 def _outcomes(s: Snapshot) -> Iterable[Sample]:
     for ch in _channels(s):
         for outcome in s.outcome_names:
-            yield (ch, outcome), float(s.outcomes.get((ch, outcome), 0))
+            yield (ch, outcome), float(s.counts.outcomes.get((ch, outcome), 0))
 
 
 def duration(s: Snapshot) -> Buckets:
@@ -86,7 +86,7 @@ OPERATION: tuple[Family, ...] = (
         "Routing records (one per customer message routed) counted exactly once, by the "
         "record's channel, routing point and normalised routing answer; {every}.",
         LABEL_SET,
-        lambda s: ((k, float(n)) for k, n in s.interactions.items()),
+        lambda s: ((k, float(n)) for k, n in s.counts.interactions.items()),
     ),
     Family(
         "wolkvox_interactions_last_window",
@@ -94,7 +94,7 @@ OPERATION: tuple[Family, ...] = (
         "Routing records dated in the most recent complete polling window; label sets seen "
         "earlier report 0 until quiet for the retention period; {every}.",
         LABEL_SET,
-        lambda s: ((k, float(n)) for k, n in s.last_window.items()),
+        lambda s: ((k, float(n)) for k, n in s.counts.last_window.items()),
     ),
     Family(
         "wolkvox_up",
@@ -137,7 +137,7 @@ OPERATION: tuple[Family, ...] = (
         "counter",
         "Records received from the API, re-reads of the lookback span included; {every}.",
         (),
-        lambda s: _one(s.received),
+        lambda s: _one(s.counts.received),
     ),
     Family(
         "wolkvox_records_duplicate",
@@ -145,7 +145,7 @@ OPERATION: tuple[Family, ...] = (
         "Received records not counted because they had already been counted (re-reads and "
         "overlapping windows).",
         (),
-        lambda s: _one(s.duplicates),
+        lambda s: _one(s.counts.duplicates),
     ),
     Family(
         "wolkvox_records_outside_range",
@@ -154,7 +154,7 @@ OPERATION: tuple[Family, ...] = (
         "selection by another time than the record's date (e.g. a session's close), or a "
         "wrong timezone setting when they are dated after it.",
         (),
-        lambda s: _one(s.outside_range),
+        lambda s: _one(s.counts.outside_range),
     ),
     Family(
         "wolkvox_newest_record_timestamp_seconds",
@@ -163,14 +163,14 @@ OPERATION: tuple[Family, ...] = (
         "far behind collected_until on a busy operation, or ahead of now, the timezone "
         "is likely wrong. Absent until a record is counted.",
         (),
-        lambda s: _one(s.newest_record),
+        lambda s: _one(s.counts.newest),
     ),
     Family(
         "wolkvox_records_rejected",
         "counter",
         "Received records that could not be counted, by reason.",
         ("reason",),
-        lambda s: _by(s.rejected),
+        lambda s: _by(s.counts.rejected),
     ),
     Family(
         "wolkvox_label_overflow",
@@ -178,7 +178,7 @@ OPERATION: tuple[Family, ...] = (
         "Records whose label value was folded into __other__ because the label reached its "
         "cap of distinct values.",
         ("label",),
-        lambda s: _by(s.overflow),
+        lambda s: _by(s.counts.overflow),
     ),
     Family(
         "wolkvox_quota_exhausted",
@@ -202,7 +202,7 @@ OPERATION: tuple[Family, ...] = (
         "Chat sessions (distinct session_id) counted once, when their first record is counted; "
         "records without a session_id count in wolkvox_interactions_total only.",
         ("channel",),
-        lambda s: (((ch,), float(s.sessions.get(ch, 0))) for ch in _channels(s)),
+        lambda s: (((ch,), float(s.counts.sessions_total.get(ch, 0))) for ch in _channels(s)),
     ),
     Family(
         "wolkvox_sessions_transferred",
@@ -210,7 +210,7 @@ OPERATION: tuple[Family, ...] = (
         "Sessions counted once, at their first record with the outcome `transferred` (handed "
         "to an agent); divided by wolkvox_sessions_total it is the transfer rate.",
         ("channel",),
-        lambda s: (((ch,), float(s.sessions_transferred.get(ch, 0))) for ch in _channels(s)),
+        lambda s: (((ch,), float(s.counts.transferred_total.get(ch, 0))) for ch in _channels(s)),
     ),
     Family(
         "wolkvox_customers_last_window",
@@ -218,7 +218,7 @@ OPERATION: tuple[Family, ...] = (
         "Distinct customers (by id, else phone, else e-mail; hashed in memory, never stored) "
         "with records dated in the most recent complete polling window.",
         ("channel",),
-        lambda s: _by(s.customers_last_window),
+        lambda s: _by(s.counts.customers_last_window),
     ),
     Family(
         "wolkvox_token_quota_limit",

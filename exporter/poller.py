@@ -21,7 +21,7 @@ from exporter.aggregation import Ingested, Tally
 from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
 from exporter.config import Kpis, Labels, Operation, Polling, format_duration
 from exporter.records import Answer, format_when
-from exporter.snapshot import DURATION_BUCKETS, Snapshot, snapshot_of
+from exporter.snapshot import DURATION_BUCKETS, Snapshot
 from exporter.state import OperationState, StateStore
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Poller:
     def _restore(self, saved: OperationState) -> None:
         self.cursor = saved.cursor
         self.origin = saved.origin
-        self.tally.restore(saved.counts)
+        self.tally.restore(saved.tally)
         for outcome, n in saved.requests.items():
             self._health.requests[outcome] = n
         self._health.skipped_seconds = saved.skipped_seconds
@@ -108,7 +108,7 @@ class Poller:
             quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
             skipped_seconds=self._health.skipped_seconds,
             last_skip=self._health.last_skip,
-            counts=self.tally.export(sessions=sessions),
+            tally=self.tally.export(sessions=sessions),
         )
 
     def save(self) -> None:
@@ -247,7 +247,7 @@ class Poller:
 
     def _busiest_recent_window(self) -> int | None:
         """Rows of the busiest window still held for the last-window gauge, if any."""
-        return max((sum(c.values()) for c in self.tally.by_window.values()), default=None)
+        return max((sum(c.values()) for c in self.tally.ledger.by_window.values()), default=None)
 
     def _read_quota(self, now: float) -> None:
         """Refresh the token's daily quota at most every token_info_interval; a failure here
@@ -388,9 +388,10 @@ class Poller:
     def _build_snapshot(self) -> Snapshot:
         with self.lock:
             h = self._health
-            return snapshot_of(
+            return Snapshot(
                 self.name,
-                self.tally,
+                self.tally.counts.copy(),
+                self.tally.outcome_names,
                 up=h.up,
                 polled=h.polled,
                 last_success=h.last_success,

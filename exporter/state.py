@@ -10,8 +10,9 @@ horizon holds, and never touches another operation's rows. A crash at any instan
 last committed transaction. A damaged database is moved aside with a clear log line and the
 exporter starts fresh rather than crash-looping.
 
-A JSON state file of the previous format (version 2) at the same path is migrated on first
-start: it is kept beside as `<name>.v2.json`, and the database replaces it atomically.
+A JSON state file of version 2 at the same path is migrated on first start: it is kept beside as
+`<name>.v2.json`, and the database replaces it atomically. A database of version 3 (the counts
+as lists of tuples) is upgraded in place, in one transaction.
 """
 
 from __future__ import annotations
@@ -27,12 +28,12 @@ from pathlib import Path
 
 import msgspec
 
-from exporter.counts import Counts
+from exporter.counts import Counts, TallyState
 from exporter.sessions import Changes, pack
 
 log = logging.getLogger(__name__)
 
-VERSION = 3  # the database; 2 was the JSON file
+VERSION = 4  # the database; 3 stored the counts as lists, 2 was the JSON file
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 Key = tuple[str, str, str]
@@ -44,10 +45,41 @@ class OperationState(msgspec.Struct, forbid_unknown_fields=True):
     cursor: int | None
     origin: int | None
     requests: dict[str, int]
-    counts: Counts
+    tally: TallyState
     quota_paused_until: float | None = None
     skipped_seconds: int = 0  # given up past max_catchup, never counted
     last_skip: float | None = None  # when the last span was given up
+
+
+class _V3Counts(msgspec.Struct, forbid_unknown_fields=True):
+    """The counts as version 3 of the database stored them: label-set maps as lists of tuples."""
+
+    interactions: list[tuple[str, str, str, int]]  # label set, count
+    received: int
+    duplicates: int
+    rejected: dict[str, int]
+    overflow: dict[str, int]
+    by_window: dict[int, list[tuple[str, str, str, int]]]
+    last_window: list[tuple[str, str, str, int, float]]  # label set, value, last non-zero time
+    seen: list[tuple[int, bytes, int]]
+    outcomes: list[tuple[str, str, int]] = []
+    sessions_total: dict[str, int] = {}
+    transferred_total: dict[str, int] = {}
+    session_buckets: dict[int, bytes] = {}
+    session_transfers: bytes = b""
+    customers_last_window: dict[str, int] = {}
+    outside_range: int = 0
+    newest: int | None = None
+
+
+class _V3OperationState(msgspec.Struct, forbid_unknown_fields=True):
+    cursor: int | None
+    origin: int | None
+    requests: dict[str, int]
+    counts: _V3Counts
+    quota_paused_until: float | None = None
+    skipped_seconds: int = 0
+    last_skip: float | None = None
 
 
 class _V2OperationState(msgspec.Struct, forbid_unknown_fields=True):
@@ -120,6 +152,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         if row is None:
             db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file starts with its header
+        elif row[0] == 3:
+            _upgrade_v3(db)
         elif row[0] != VERSION:
             raise StoreError(f"state database version {row[0]}, this exporter reads {VERSION}")
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
@@ -149,7 +183,7 @@ def _write_operation(
     are replaced by those the state carries; with them, only what changed is written."""
     small = msgspec.structs.replace(
         state,
-        counts=msgspec.structs.replace(state.counts, session_buckets={}, session_transfers=b""),
+        tally=msgspec.structs.replace(state.tally, session_buckets={}, session_transfers=b""),
     )
     db.execute(
         "INSERT OR REPLACE INTO operations VALUES (?, ?, ?)",
@@ -158,8 +192,8 @@ def _write_operation(
     if changes is None:
         db.execute("DELETE FROM session_buckets WHERE operation = ?", (name,))
         db.execute("DELETE FROM session_transfers WHERE operation = ?", (name,))
-        buckets = state.counts.session_buckets
-        transfers = {max(buckets, default=0): state.counts.session_transfers}
+        buckets = state.tally.session_buckets
+        transfers = {max(buckets, default=0): state.tally.session_transfers}
     else:
         if changes.floor is not None:
             for table in ("session_buckets", "session_transfers"):
@@ -193,10 +227,10 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
                 "SELECT digests FROM session_transfers WHERE operation = ?", (name,)
             )
         )
-        counts = msgspec.structs.replace(
-            state.counts, session_buckets=buckets, session_transfers=transfers
+        tally = msgspec.structs.replace(
+            state.tally, session_buckets=buckets, session_transfers=transfers
         )
-        out[name] = msgspec.structs.replace(state, counts=counts)
+        out[name] = msgspec.structs.replace(state, tally=tally)
     return out
 
 
@@ -208,8 +242,61 @@ def _from_v2(old: _V2OperationState) -> OperationState:
         buckets.setdefault(bucket, []).append(key)
     fields["session_buckets"] = {b: pack(keys) for b, keys in buckets.items()}
     fields["session_transfers"] = pack(key for _, key, moved in sessions if moved)
-    counted = {name: fields.pop(name) for name in Counts.__struct_fields__}
-    return OperationState(**fields, counts=Counts(**counted))
+    counted = {name: fields.pop(name) for name in _V3Counts.__struct_fields__}
+    return _from_v3(_V3OperationState(**fields, counts=_V3Counts(**counted)))
+
+
+def _from_v3(old: _V3OperationState) -> OperationState:
+    """The one place that names every counted field: a format upgrade, run once."""
+    c = old.counts
+    counts = Counts(
+        interactions={(ch, rp, a): n for ch, rp, a, n in c.interactions},
+        last_window={(ch, rp, a): n for ch, rp, a, n, _ in c.last_window},
+        received=c.received,
+        duplicates=c.duplicates,
+        outside_range=c.outside_range,
+        newest=c.newest,
+        rejected={**Counts().rejected, **c.rejected},
+        overflow={**Counts().overflow, **c.overflow},
+        outcomes={(ch, o): n for ch, o, n in c.outcomes},
+        sessions_total=c.sessions_total,
+        transferred_total=c.transferred_total,
+        customers_last_window=c.customers_last_window,
+    )
+    tally = TallyState(
+        counts=counts,
+        by_window={s: {(ch, rp, a): n for ch, rp, a, n in w} for s, w in c.by_window.items()},
+        last_active={(ch, rp, a): t for ch, rp, a, _, t in c.last_window if t},
+        seen=c.seen,
+        session_buckets=c.session_buckets,
+        session_transfers=c.session_transfers,
+    )
+    return OperationState(
+        cursor=old.cursor,
+        origin=old.origin,
+        requests=old.requests,
+        tally=tally,
+        quota_paused_until=old.quota_paused_until,
+        skipped_seconds=old.skipped_seconds,
+        last_skip=old.last_skip,
+    )
+
+
+def _upgrade_v3(db: sqlite3.Connection) -> None:
+    """Rewrite every operation's row of a version 3 database in the current format, and mark
+    it version 4, in one transaction: a crash leaves it all version 3. Sessions keep their rows."""
+    v3 = msgspec.msgpack.Decoder(_V3OperationState)
+    with _transaction(db):
+        for name, blob in db.execute("SELECT name, state FROM operations").fetchall():
+            try:
+                state = _from_v3(v3.decode(blob))
+            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+                raise StoreError(f"damaged state of operation {name!r}: {exc}") from None
+            db.execute(
+                "UPDATE operations SET state = ? WHERE name = ?", (_ENCODER.encode(state), name)
+            )
+        db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
+    log.info("state database upgraded", extra={"from_version": 3, "to_version": VERSION})
 
 
 class StateStore:

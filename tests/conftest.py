@@ -144,9 +144,9 @@ def expected_kpis(rows: list[simulator.Row]) -> Kpis:
 def assert_kpis(snap: Any, rows: list[simulator.Row]) -> None:
     """A poller snapshot's KPI counters equal the ground truth of `rows`."""
     truth = expected_kpis(rows)
-    assert {k: n for k, n in snap.outcomes.items() if n} == dict(truth.outcomes)
-    assert snap.sessions == dict(truth.sessions)
-    assert snap.sessions_transferred == dict(truth.transferred)
+    assert {k: n for k, n in snap.counts.outcomes.items() if n} == dict(truth.outcomes)
+    assert snap.counts.sessions_total == dict(truth.sessions)
+    assert snap.counts.transferred_total == dict(truth.transferred)
     assert sum(truth.transferred.values()) > 0
 
 

@@ -51,7 +51,7 @@ def test_identical_rows_in_one_answer_are_distinct_interactions():
     t = tally()
     result = t.ingest(answer(row(1), row(1), row(2)), BASE, BASE + 299)
     assert result.counted == 3
-    assert t.interactions == {("whatsapp", "101", "transfer_skill"): 3}
+    assert t.counts.interactions == {("whatsapp", "101", "transfer_skill"): 3}
 
 
 def test_a_re_read_adds_only_copies_beyond_those_already_counted():
@@ -59,11 +59,11 @@ def test_a_re_read_adds_only_copies_beyond_those_already_counted():
     t.ingest(answer(row(1), row(1)), BASE, BASE + 299)
     again = t.ingest(answer(row(1), row(1), row(1), row(2)), BASE, BASE + 299)
     assert (again.counted, again.duplicates) == (2, 2)
-    assert t.interactions[("whatsapp", "101", "transfer_skill")] == 4
+    assert t.counts.interactions[("whatsapp", "101", "transfer_skill")] == 4
     # Fewer copies in a later answer (e.g. a truncated re-read) never subtracts.
     t.ingest(answer(row(1)), BASE, BASE + 299)
-    assert t.interactions[("whatsapp", "101", "transfer_skill")] == 4
-    assert (t.received, t.duplicates) == (7, 3)
+    assert t.counts.interactions[("whatsapp", "101", "transfer_skill")] == 4
+    assert (t.counts.received, t.counts.duplicates) == (7, 3)
 
 
 def test_rows_are_remembered_until_the_range_that_returned_them_cannot_be_read_again():
@@ -100,15 +100,15 @@ def test_rows_dated_outside_the_range_are_counted_in_the_open_windows_and_report
     result = t.ingest(answer(row(1), early, late), BASE, BASE + 299, (BASE, BASE))
     assert (result.counted, result.rejected, result.outside) == (3, 0, 2)
     assert (result.before, result.after) == (BASE - at("2026-03-02 09:41:03"), 424 - 299)
-    assert t.outside_range == 2
-    assert sum(t.interactions.values()) == 3
+    assert t.counts.outside_range == 2
+    assert sum(t.counts.interactions.values()) == 3
     # All three count in the one open window: the earlier one was published already.
-    assert t.by_window == {BASE: {("whatsapp", "101", "transfer_skill"): 3}}
-    assert t.newest == at("2026-03-02 10:07:04")
+    assert t.ledger.by_window == {BASE: {("whatsapp", "101", "transfer_skill"): 3}}
+    assert t.counts.newest == at("2026-03-02 10:07:04")
     # Read again: duplicates, not counted and not outside a second time.
     again = t.ingest(answer(row(1), early, late), BASE, BASE + 599, (BASE, BASE + 300))
     assert (again.counted, again.duplicates, again.outside) == (0, 3, 0)
-    assert t.outside_range == 2
+    assert t.counts.outside_range == 2
 
 
 def test_uncountable_rows_are_rejected_by_reason_and_the_rest_counted():
@@ -120,23 +120,23 @@ def test_uncountable_rows_are_rejected_by_reason_and_the_rest_counted():
     rows = (row(1), bad_date, no_day, far_future, outside, row(2) | {"rp_id": None})
     result = t.ingest(answer(*rows), BASE, BASE + 299)
     assert result.counted == 2
-    assert t.rejected == {
+    assert t.counts.rejected == {
         "undecodable": 0,
         "missing_field": 0,
         "invalid_type": 1,
         "invalid_date": 3,
     }
-    assert t.received == 6
+    assert t.counts.received == 6
 
 
 def test_routing_answers_beyond_the_cap_fold_into_other_and_are_counted():
     t = tally(routing_answer={"max_values": 3})
     rows = [row(i, answer=f"reply {chr(65 + i)}") for i in range(10)]
     t.ingest(answer(*rows), BASE, BASE + 299)
-    values = {k[2] for k in t.interactions}
+    values = {k[2] for k in t.counts.interactions}
     assert values == {"reply A", "reply B", "reply C", labels.OTHER}
-    assert t.interactions[("whatsapp", "101", labels.OTHER)] == 7
-    assert t.overflow["routing_answer"] == 7
+    assert t.counts.interactions[("whatsapp", "101", labels.OTHER)] == 7
+    assert t.counts.overflow["routing_answer"] == 7
 
 
 def test_label_values_are_normalised():
@@ -151,7 +151,7 @@ def test_label_values_are_normalised():
         BASE,
         BASE + 299,
     )
-    keys = set(t.interactions)
+    keys = set(t.counts.interactions)
     assert ("whatsapp", "101", "transfer_skill") in keys
     assert ("whatsapp", "101", "MaskedText") in keys
     assert ("whatsapp", "101", "Tu pedido # llega hoy, escribe a <email>") in keys
@@ -166,7 +166,7 @@ def test_last_window_reports_zero_then_drops_quiet_label_sets():
     t = tally(last_window_retention="1h")
     t.ingest(answer(row(1), row(2, answer="hola")), BASE, BASE + 299)
     t.publish(BASE, now=BASE + 360, keep_from=BASE - 600)
-    assert t.last_window == {
+    assert t.counts.last_window == {
         ("whatsapp", "101", "transfer_skill"): 1,
         ("whatsapp", "101", "hola"): 1,
     }
@@ -174,15 +174,15 @@ def test_last_window_reports_zero_then_drops_quiet_label_sets():
     later = at("2026-03-02 10:05:01")
     t.ingest(answer(row(1) | {"date": "2026-03-02 10:05:01"}), later, later)
     t.publish(BASE + 300, now=BASE + 660, keep_from=BASE - 300)
-    assert t.last_window == {
+    assert t.counts.last_window == {
         ("whatsapp", "101", "transfer_skill"): 1,
         ("whatsapp", "101", "hola"): 0,
     }
     # An hour of silence later the quiet one is gone; counters are untouched.
     t.publish(BASE + 3600, now=BASE + 360 + 3601, keep_from=BASE + 3000)
-    assert ("whatsapp", "101", "hola") not in t.last_window
-    assert t.interactions[("whatsapp", "101", "hola")] == 1
-    assert list(t.by_window) == []
+    assert ("whatsapp", "101", "hola") not in t.counts.last_window
+    assert t.counts.interactions[("whatsapp", "101", "hola")] == 1
+    assert list(t.ledger.by_window) == []
 
 
 def test_a_bad_row_read_again_is_rejected_once():
@@ -192,7 +192,7 @@ def test_a_bad_row_read_again_is_rejected_once():
     first = t.ingest(answer(row(1), bad, wrong_type), BASE, BASE + 299)
     again = t.ingest(answer(row(1), bad, wrong_type), BASE, BASE + 299)
     assert (first.rejected, again.rejected, again.duplicates) == (2, 0, 3)
-    assert t.rejected["invalid_date"] == 1 and t.rejected["invalid_type"] == 1
+    assert t.counts.rejected["invalid_date"] == 1 and t.counts.rejected["invalid_type"] == 1
     # Once no request can return them again they are forgotten, like counted rows.
     t.forget_before(BASE + 300)
     assert len(t.seen) == 0
@@ -221,16 +221,16 @@ def test_label_sets_past_max_series_fold_answer_then_rp_id_and_stay_exact():
         for i in range(300)
     ]
     t.ingest(answer(*rows), BASE, BASE + 299)
-    assert sum(t.interactions.values()) == 300  # exact in total
-    channels = {k[0] for k in t.interactions}
-    assert len(t.interactions) <= 20 + len(channels)
-    folded = [k for k in t.interactions if k[2] == labels.OTHER]
-    assert folded and ("whatsapp", labels.OTHER, labels.OTHER) in t.interactions
-    assert t.overflow["routing_answer"] > 0 and t.overflow["rp_id"] > 0
+    assert sum(t.counts.interactions.values()) == 300  # exact in total
+    channels = {k[0] for k in t.counts.interactions}
+    assert len(t.counts.interactions) <= 20 + len(channels)
+    folded = [k for k in t.counts.interactions if k[2] == labels.OTHER]
+    assert folded and ("whatsapp", labels.OTHER, labels.OTHER) in t.counts.interactions
+    assert t.counts.overflow["routing_answer"] > 0 and t.counts.overflow["rp_id"] > 0
     # A label set admitted before the cap keeps counting under its own labels.
     first = ("whatsapp", "rp0", "reply 0")
-    before = t.interactions[first]
+    before = t.counts.interactions[first]
     t.ingest(
         answer(row(0, answer="reply 0", rp_id="rp0") | {"session_id": "new"}), BASE, BASE + 299
     )
-    assert t.interactions[first] == before + 1
+    assert t.counts.interactions[first] == before + 1

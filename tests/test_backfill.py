@@ -281,8 +281,12 @@ def test_backfill_refuses_what_would_be_wrong(tmp_path, sim_factory):
     assert not (tmp_path / "exists.om.parts").exists()  # a refused run leaves nothing behind
     # A progress file from other arguments is not silently mixed in.
     attempt("2026-11-01", "2026-11-01T01:00:00", "a.om")
-    (tmp_path / "b.om.progress").write_bytes(b"{}")
+    (tmp_path / "b.om.progress").write_bytes(b"\x92\x01")
     with pytest.raises(BackfillError, match="damaged"):
+        attempt("2026-11-01", "2026-11-01T01:00:00", "b.om")
+    # Nor one of the JSON format an earlier release wrote: the user is told which it is.
+    (tmp_path / "b.om.progress").write_bytes(b'{"version": 1}')
+    with pytest.raises(BackfillError, match="earlier release"):
         attempt("2026-11-01", "2026-11-01T01:00:00", "b.om")
     bad = cli(
         "backfill", "--config", "/nonexistent.yaml", "--from", "x", "--to", "y", "--output", "o"
@@ -317,7 +321,9 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
     saved = StateStore(state).load()["main"]
     assert saved.cursor == end
     poller = make_poller(cfg, clock, store=StateStore(state), saved=saved)
-    assert poller.snapshot().interactions == dict(expected_counts(traffic.rows(start, end - 1)))
+    assert poller.snapshot().counts.interactions == dict(
+        expected_counts(traffic.rows(start, end - 1))
+    )
     for _ in range(15):
         clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
         poller.poll_once()
@@ -325,8 +331,8 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
     assert snap.collected_until is not None
     # One continuous count from the backfill's start: nothing lost at the seam, nothing twice.
     rows = traffic.rows(start, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
-    assert snap.sessions == dict(expected_kpis(rows).sessions)
+    assert snap.counts.interactions == dict(expected_counts(rows))
+    assert snap.counts.sessions_total == dict(expected_kpis(rows).sessions)
 
 
 def test_check_connect_reports_reachability_token_and_quota(tmp_path, sim_factory):

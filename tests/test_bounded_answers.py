@@ -180,4 +180,4 @@ def test_answers_too_large_are_split_like_answers_at_the_record_cap(sim_factory)
     assert snap.up and snap.requests[Outcome.TOO_LARGE] > 0
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))

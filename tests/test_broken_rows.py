@@ -78,7 +78,7 @@ def test_hostile_rows_are_rejected_alone_and_the_good_ones_counted_once(spliced,
     assert first.received == first.counted + first.duplicates + first.rejected
     assert first.counted == len(good)  # identical rows count as copies, each once
     assert first.rejected == len(spliced)
-    assert sum(t.interactions.values()) == len(good)
+    assert sum(t.counts.interactions.values()) == len(good)
     again = t.ingest(decode(body(rows, code)), FIRST - 60, FIRST + 179)
     assert (again.counted, again.rejected, again.duplicates) == (0, 0, len(rows))
 
@@ -105,7 +105,7 @@ def test_bytes_flipped_cut_or_spliced_anywhere_never_escape(data, how):
     t = tally()
     result = t.ingest(answer, FIRST - 60, FIRST + 179)
     assert result.received == result.counted + result.duplicates + result.rejected
-    assert sum(t.interactions.values()) == result.counted
+    assert sum(t.counts.interactions.values()) == result.counted
 
 
 @pytest.mark.parametrize(

@@ -102,7 +102,7 @@ state:
         # SIGTERM: exit 0 with the state saved.
         assert exporter.stop() == 0
         saved = StateStore(state).load()["crashy"]
-        assert sum(n for *_k, n in saved.counts.interactions) == sum(truth.values())
+        assert sum(saved.tally.counts.interactions.values()) == sum(truth.values())
     finally:
         if exporter.proc is not None and exporter.proc.poll() is None:
             exporter.kill()

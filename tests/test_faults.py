@@ -82,7 +82,7 @@ def test_a_week_of_every_fault_ends_exact(sim_factory, caplog, select_by):
     assert max_wait > 3600  # a quota pause waited for the next local day
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
     assert_kpis(snap, rows)
 
 

@@ -72,15 +72,15 @@ def test_hostile_records_are_rejected_or_counted_and_the_exposition_stays_valid(
         and isinstance(r.record["channel"], str)
         and r.record["date"] != "ayer a las 3"
     ]
-    assert snap.interactions == dict(expected_counts(countable))
+    assert snap.counts.interactions == dict(expected_counts(countable))
     # Each bad row is rejected once, although the look-back reads most of them twice.
-    assert snap.rejected == {
+    assert snap.counts.rejected == {
         "undecodable": 0,
         "missing_field": hostile_minutes,
         "invalid_type": hostile_minutes,
         "invalid_date": hostile_minutes,
     }
-    assert snap.outside_range == 0
+    assert snap.counts.outside_range == 0
 
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector([poller], 300))
@@ -96,7 +96,7 @@ def test_hostile_records_are_rejected_or_counted_and_the_exposition_stays_valid(
                 parsed[(s.labels["channel"], s.labels["rp_id"], s.labels["routing_answer"])] = int(
                     s.value
                 )
-    assert parsed == Counter(snap.interactions)  # every hostile label value round-trips
+    assert parsed == Counter(snap.counts.interactions)  # every hostile label value round-trips
     assert max(len(k[2]) for k in parsed) <= 64
     assert ("whatsapp 😀", "1", "x") not in parsed and any(k[0] == "whatsapp 😀" for k in parsed)
     assert all("\x00" not in v and "\n" not in v for k in parsed for v in k)
@@ -153,12 +153,12 @@ def test_a_flood_of_distinct_answers_keeps_series_and_memory_bounded(sim_factory
     tracemalloc.stop()
     snap = poller.snapshot()
     tally = poller.tally
-    answers = {k[2] for k in snap.interactions}
+    answers = {k[2] for k in snap.counts.interactions}
     assert len(answers) == 21 and labels.OTHER in answers
-    assert snap.overflow["routing_answer"] > 60 * 60 * 24 * 2
-    assert len(snap.interactions) <= 9 * 4 * 21  # channels x routing points x (cap + other)
-    assert len(snap.last_window) <= len(snap.interactions)
+    assert snap.counts.overflow["routing_answer"] > 60 * 60 * 24 * 2
+    assert len(snap.counts.interactions) <= 9 * 4 * 21  # channels x routing points x (cap + other)
+    assert len(snap.counts.last_window) <= len(snap.counts.interactions)
     # Remembered rows span the look-back horizon (about 10 minutes of rows), not three days.
     assert len(tally.seen) < 60 * 12
-    assert len(tally.by_window) <= 4
+    assert len(tally.ledger.by_window) <= 4
     assert retained < 6_000_000, retained

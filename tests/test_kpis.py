@@ -11,7 +11,7 @@ from exporter import config
 from exporter.aggregation import Tally
 from exporter.collector import WolkvoxCollector
 from exporter.config import Kpis, Labels
-from exporter.counts import Counts
+from exporter.counts import TallyState
 from exporter.simulator import Traffic
 from tests.conftest import Clock, make_config, make_poller
 from tests.test_aggregation import BASE, ZONE, answer, row
@@ -40,7 +40,7 @@ def test_default_outcomes_classify_answers_as_wolkvox_writes_them():
         BASE,
         BASE + 299,
     )
-    assert t.outcomes == {
+    assert t.counts.outcomes == {
         ("whatsapp", "transferred"): 2,
         ("whatsapp", "masked_input"): 1,
         ("whatsapp", "none"): 2,
@@ -65,14 +65,14 @@ def test_outcome_rules_come_from_the_config_first_match_wins():
         BASE,
         BASE + 299,
     )
-    assert t.outcomes == {
+    assert t.counts.outcomes == {
         ("whatsapp", "agent"): 1,
         ("whatsapp", "survey"): 1,
         ("whatsapp", "bot"): 1,
     }
     assert t.outcome_names == ["agent", "survey", "bot"]
     # Without an outcome named `transferred`, no session counts as transferred.
-    assert t.transferred_total == {}
+    assert t.counts.transferred_total == {}
 
 
 def test_bad_outcome_rules_are_config_errors_with_their_location():
@@ -103,8 +103,8 @@ def test_a_session_counts_once_and_transfers_once_across_polls():
         BASE,
         BASE + 299,
     )
-    assert t.sessions_total == {"whatsapp": 1, "web": 1}
-    assert t.transferred_total == {}
+    assert t.counts.sessions_total == {"whatsapp": 1, "web": 1}
+    assert t.counts.transferred_total == {}
     # Later polls: more of A, A's first transfer, then a second transfer of A; a re-read of
     # everything; a new session C whose first record is already a transfer.
     t.ingest(
@@ -125,9 +125,9 @@ def test_a_session_counts_once_and_transfers_once_across_polls():
         BASE,
         BASE + 299,
     )
-    assert t.sessions_total == {"whatsapp": 2, "web": 1}
-    assert t.transferred_total == {"whatsapp": 2}
-    assert sum(t.interactions.values()) == 7
+    assert t.counts.sessions_total == {"whatsapp": 2, "web": 1}
+    assert t.counts.transferred_total == {"whatsapp": 2}
+    assert sum(t.counts.interactions.values()) == 7
 
 
 def test_sessions_survive_a_restart_as_digests_and_are_forgotten_after_the_horizon():
@@ -136,17 +136,17 @@ def test_sessions_survive_a_restart_as_digests_and_are_forgotten_after_the_horiz
     state = t.export()
     assert b"secret-session-42" not in msgspec.msgpack.encode(state)
     back = kpi_tally(session_horizon="2h")
-    back.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=Counts))
+    back.restore(msgspec.msgpack.decode(msgspec.msgpack.encode(state), type=TallyState))
     later = BASE + 300
     back.ingest(
         answer(row(0, session_id="secret-session-42") | {"date": "2026-03-02 10:05:00"}),
         later,
         later + 299,
     )
-    assert back.sessions_total == {"whatsapp": 1}  # the same session, not a new one
+    assert back.counts.sessions_total == {"whatsapp": 1}  # the same session, not a new one
     back.forget_before(BASE + 2 * 3600 + 1200)
     assert len(back.sessions) == 0
-    assert back.transferred_total == {"whatsapp": 1}  # counters stay; only the memory goes
+    assert back.counts.transferred_total == {"whatsapp": 1}  # counters stay; only the memory goes
 
 
 def test_distinct_customers_per_window_by_id_else_phone_else_email():
@@ -164,11 +164,11 @@ def test_distinct_customers_per_window_by_id_else_phone_else_email():
         BASE + 299,
     )
     t.publish(BASE, 0.0, BASE - 600)
-    assert t.customers_last_window == {"whatsapp": 3, "web": 1}
+    assert t.counts.customers_last_window == {"whatsapp": 3, "web": 1}
     # The next window is quiet for web: it reports 0 rather than vanishing.
     t.ingest(rows({"second": 1, "customer_id": "9"}), BASE, BASE + 299)
     t.publish(BASE + 300, 1.0, BASE)
-    assert t.customers_last_window == {"whatsapp": 0, "web": 0}
+    assert t.counts.customers_last_window == {"whatsapp": 0, "web": 0}
 
 
 def test_kpi_series_are_exposed_with_every_outcome_at_zero(sim_factory):
@@ -197,5 +197,5 @@ def test_an_odd_session_id_does_not_turn_missing_ones_into_a_session():
         BASE,
         BASE + 299,
     )
-    assert t.sessions_total == {"whatsapp": 2}  # the odd one (by its text) and A
-    assert sum(t.interactions.values()) == 4
+    assert t.counts.sessions_total == {"whatsapp": 2}  # the odd one (by its text) and A
+    assert sum(t.counts.interactions.values()) == 4

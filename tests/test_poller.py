@@ -27,7 +27,7 @@ def assert_exact(poller, traffic: Traffic, clock: Clock) -> None:
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
     assert rows, "the scenario produced no traffic"
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
     assert_kpis(snap, rows)
 
 
@@ -47,7 +47,7 @@ def test_a_day_of_polls_counts_every_row_once_with_late_and_repeated_rows(sim_fa
     run_polls(poller, clock, 288, 300, 60)
     assert_exact(poller, traffic, clock)
     snap = poller.snapshot()
-    assert snap.duplicates > 0  # look-back re-reads did happen and were recognised
+    assert snap.counts.duplicates > 0  # look-back re-reads did happen and were recognised
     # One request per poll in steady state: the look-back rides in the same request. The
     # first poll, knowing no traffic yet, measures it on a third of its window first.
     assert sum(snap.requests.values()) == 288 + 1
@@ -55,7 +55,7 @@ def test_a_day_of_polls_counts_every_row_once_with_late_and_repeated_rows(sim_fa
     # Dedupe memory holds only the re-readable horizon, not the day.
     assert len(poller.tally.seen) < 4 * 60 * 12
     # By close time, rows come back dated before the range, and are counted all the same.
-    assert (snap.outside_range > 0) == (select_by == "close")
+    assert (snap.counts.outside_range > 0) == (select_by == "close")
 
 
 def test_without_lookback_late_rows_are_missed_which_is_why_it_exists(sim_factory):
@@ -67,7 +67,7 @@ def test_without_lookback_late_rows_are_missed_which_is_why_it_exists(sim_factor
     snap = poller.snapshot()
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
-    assert sum(snap.interactions.values()) < len(rows)
+    assert sum(snap.counts.interactions.values()) < len(rows)
 
 
 def test_failed_polls_keep_the_cursor_and_the_catch_up_is_exact(sim_factory):
@@ -123,7 +123,7 @@ def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factor
     # The last-window gauge shows the last five minutes, not the last request's hour.
     last = windowing.align_down(clock.now - 60, 300) - 300
     window_rows = traffic.rows(last, last + 299, now=clock.now)
-    assert sum(snap.last_window.values()) == len(window_rows)
+    assert sum(snap.counts.last_window.values()) == len(window_rows)
 
 
 def test_catch_up_requests_shrink_as_soon_as_traffic_grows(sim_factory, caplog):
@@ -187,11 +187,11 @@ def test_a_busy_operation_is_read_in_parts_sized_to_the_cap_from_its_first_poll(
     assert snap.requests[Outcome.TOO_MANY_RECORDS] == 0
     assert poller.origin is not None and snap.collected_until is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
     # Each session once. (A session counts under the channel of its records in the first
     # answer it appears in; at this volume two of the simulator's random session ids collide,
     # on two channels, so the per-channel split depends on where the answers were cut.)
-    assert sum(snap.sessions.values()) == len({r.record["session_id"] for r in rows})
+    assert sum(snap.counts.sessions_total.values()) == len({r.record["session_id"] for r in rows})
 
 
 def test_an_answer_at_the_record_cap_is_split_until_complete(sim_factory):
@@ -261,7 +261,7 @@ def test_request_dates_are_in_the_operation_zone(sim_factory):
     poller = make_poller(cfg, clock)
     run_polls(poller, clock, 12, 300, 60)
     assert_exact(poller, traffic, clock)
-    assert poller.snapshot().outside_range == 0  # dates read in the zone they were asked in
+    assert poller.snapshot().counts.outside_range == 0  # dates read in the zone they were asked in
 
 
 def test_the_token_quota_is_read_at_most_every_token_info_interval(sim_factory):

@@ -102,7 +102,7 @@ def test_metrics_are_valid_for_promtool_and_the_parser(running, tmp_path):
         assert name in families, name
     assert "polled every 5m in the background" in families["wolkvox_interactions"].documentation
     total = sum(s.value for s in families["wolkvox_interactions"].samples)
-    assert total == sum(running["poller"].snapshot().interactions.values()) > 0
+    assert total == sum(running["poller"].snapshot().counts.interactions.values()) > 0
     proc = subprocess.run(
         [promtool(), "check", "metrics"], input=body, capture_output=True, check=False
     )

@@ -6,16 +6,18 @@ import logging
 import os
 import sqlite3
 import time
+from contextlib import closing
 from pathlib import Path
 
 import msgspec
 from prometheus_client import CollectorRegistry
 
 from exporter import cli, server, windowing
+from exporter import state as state_module
 from exporter.backfill import parse_when
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
-from exporter.counts import Counts
+from exporter.counts import Counts, TallyState
 from exporter.sessions import Changes, unpack
 from exporter.simulator import Reply, Traffic
 from exporter.state import OperationState, StateStore
@@ -61,19 +63,19 @@ def test_counters_resume_and_catch_up_is_exact_after_restarts(sim_factory, tmp_p
         poller = restart(cfg, clock, path)
         after = poller.snapshot()
         # Counters continue from their saved values: no reset, nothing re-counted.
-        assert after.interactions == before.interactions
-        assert after.sessions == before.sessions
-        assert after.sessions_transferred == before.sessions_transferred
-        assert after.outcomes == before.outcomes
-        assert after.customers_last_window == before.customers_last_window
-        assert after.received == before.received
+        assert after.counts.interactions == before.counts.interactions
+        assert after.counts.sessions_total == before.counts.sessions_total
+        assert after.counts.transferred_total == before.counts.transferred_total
+        assert after.counts.outcomes == before.counts.outcomes
+        assert after.counts.customers_last_window == before.counts.customers_last_window
+        assert after.counts.received == before.counts.received
         assert after.collected_until == before.collected_until
         assert after.requests == before.requests
     poll(poller, clock, 3)
     snap = poller.snapshot()
     assert poller.origin == origin and snap.collected_until is not None
     rows = traffic.rows(origin, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
     assert_kpis(snap, rows)
     # The state database (with its write-ahead log) remembers sessions only as digests, and
     # customers not at all.
@@ -113,7 +115,7 @@ def test_state_written_mid_poll_is_consistent(sim_factory, tmp_path):
     snap = poller.snapshot()
     assert snap.up and snap.collected_until is not None and poller.origin is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
 
 
 def test_a_corrupt_state_file_is_moved_aside_and_reported(tmp_path, caplog):
@@ -215,7 +217,7 @@ def test_a_span_given_up_past_max_catchup_is_counted_logged_and_kept(sim_factory
     assert poller.origin is not None
     rows = traffic.rows(poller.origin, resumed_from - 1, now=clock.now)
     rows += traffic.rows(resumed_from + gap, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
     poller = restart(cfg, clock, path)
     assert poller.snapshot().skipped_seconds == gap
     assert poller.snapshot().last_skip == snap.last_skip
@@ -225,18 +227,77 @@ def _wall(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch - 5 * 3600))
 
 
+def _v3_fields(poller) -> dict:
+    """The poller's state as versions 2 and 3 laid it out: the counts and their books as one
+    flat struct, label-set maps as lists of tuples."""
+    fields = msgspec.structs.asdict(poller.export_state())
+    tally = fields.pop("tally")
+    c = tally.counts
+    fields["counts"] = {
+        **msgspec.structs.asdict(c),
+        "interactions": [(*k, n) for k, n in c.interactions.items()],
+        "last_window": [(*k, n, tally.last_active.get(k, 0.0)) for k, n in c.last_window.items()],
+        "outcomes": [(*k, n) for k, n in c.outcomes.items()],
+        "by_window": {s: [(*k, n) for k, n in w.items()] for s, w in tally.by_window.items()},
+        "seen": tally.seen,
+        "session_buckets": tally.session_buckets,
+        "session_transfers": tally.session_transfers,
+    }
+    return fields
+
+
 def _v2_file(poller) -> bytes:
     """The poller's state as the JSON state file of version 2 (before the database) wrote it:
-    every field of today, but sessions as (bucket, digest, transferred) triples."""
-    state = poller.export_state()
-    fields = msgspec.structs.asdict(state)
-    fields.update(msgspec.structs.asdict(fields.pop("counts")))  # version 2 had them flat
+    the counts flat beside the cursor, and sessions as (bucket, digest, transferred) triples."""
+    fields = _v3_fields(poller)
+    fields.update(fields.pop("counts"))
     buckets, transfers = fields.pop("session_buckets"), fields.pop("session_transfers")
     moved = set(unpack(transfers))
     fields["sessions"] = [
         (bucket, key, key in moved) for bucket, blob in buckets.items() for key in unpack(blob)
     ]
     return msgspec.json.encode({"version": 2, "saved_at": 1.0, "operations": {"main": fields}})
+
+
+def test_a_database_of_version_3_is_upgraded_in_place(sim_factory, tmp_path, caplog):
+    clock = Clock(START)
+    traffic = Traffic(seed=43, rate_per_minute=120, duplicate_fraction=0.05)
+    _, url = sim_factory(traffic, clock)
+    cfg = make_config(url)
+    poller = make_poller(cfg, clock, TokenGate(0))
+    poll(poller, clock, 4)
+    before = poller.snapshot()
+    fields = _v3_fields(poller)
+    counts = fields["counts"]
+    buckets = counts.pop("session_buckets")
+    transfers = counts.pop("session_transfers")
+    counts["session_buckets"], counts["session_transfers"] = {}, b""  # rows of their own
+    path = tmp_path / "state.db"
+    with closing(sqlite3.connect(path)) as db:
+        db.executescript(state_module._SCHEMA)
+        db.execute("INSERT INTO meta VALUES ('version', 3)")
+        db.execute(
+            "INSERT INTO operations VALUES ('main', 1.0, ?)", (msgspec.msgpack.encode(fields),)
+        )
+        db.executemany("INSERT INTO session_buckets VALUES ('main', ?, ?)", list(buckets.items()))
+        db.execute("INSERT INTO session_transfers VALUES ('main', 0, ?)", (transfers,))
+        db.commit()
+
+    with caplog.at_level(logging.INFO):
+        poller = restart(cfg, clock, path)
+    assert "state database upgraded" in caplog.text
+    after = poller.snapshot()
+    assert after.counts == before.counts  # every counter, as it was
+    assert after.collected_until == before.collected_until
+    # The books came across too: polling on neither re-counts nor loses a row or a session.
+    poll(poller, clock, 3)
+    snap = poller.snapshot()
+    assert snap.collected_until is not None and poller.origin is not None
+    rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
+    assert snap.counts.interactions == dict(expected_counts(rows))
+    assert_kpis(snap, rows)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (4,)
 
 
 def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_path, caplog):
@@ -247,7 +308,7 @@ def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_p
     poller = make_poller(cfg, clock, TokenGate(0))
     poll(poller, clock, 4)
     before = poller.snapshot()
-    assert before.sessions
+    assert before.counts.sessions_total
     path = tmp_path / "state.json"
     old = _v2_file(poller)
     path.write_bytes(old)
@@ -258,16 +319,16 @@ def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_p
     assert path.read_bytes().startswith(b"SQLite format 3\x00")
     assert (tmp_path / "state.json.v2.json").read_bytes() == old  # kept for a rollback
     after = poller.snapshot()
-    assert after.interactions == before.interactions
-    assert after.sessions == before.sessions
-    assert after.sessions_transferred == before.sessions_transferred
+    assert after.counts.interactions == before.counts.interactions
+    assert after.counts.sessions_total == before.counts.sessions_total
+    assert after.counts.transferred_total == before.counts.transferred_total
     assert after.collected_until == before.collected_until
     # The sessions came across too: polling on counts none of them again.
     poll(poller, clock, 3)
     snap = poller.snapshot()
     assert snap.collected_until is not None and poller.origin is not None
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
-    assert snap.interactions == dict(expected_counts(rows))
+    assert snap.counts.interactions == dict(expected_counts(rows))
     assert_kpis(snap, rows)
     # And the next start reads the database as it is.
     caplog.clear()
@@ -337,5 +398,5 @@ def test_a_damaged_database_is_moved_aside_and_the_exporter_starts_fresh(tmp_pat
     assert "state file unusable; starting fresh" in caplog.text and str(aside) in caplog.text
     # ...and saving afterwards creates a new database.
     store = StateStore(path)
-    assert store.save("x", OperationState(None, None, {}, Counts([], 0, 0, {}, {}, {}, [], [])))
+    assert store.save("x", OperationState(None, None, {}, TallyState(counts=Counts())))
     assert set(StateStore(path).load()) == {"x"}
