@@ -71,7 +71,7 @@ def main() -> None:
 
 def session_bytes(n: int = 200_000) -> float:
     """Measured, not estimated: the RSS a Sessions store takes for n sessions."""
-    from exporter.sessions import Sessions
+    from exporter.seen import Sessions
 
     before = rss_kib("VmRSS")
     store = Sessions()

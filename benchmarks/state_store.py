@@ -33,7 +33,7 @@ from benchmarks.common import T0, ZONE, answer_bytes, machine, rss_kib
 from exporter import records
 from exporter.aggregation import Tally
 from exporter.config import Kpis, Labels
-from exporter.sessions import BUCKET
+from exporter.seen import BUCKET
 from exporter.state import OperationState, StateStore, _V2OperationState, _V2StateFile, atomic_write
 
 HORIZON_BUCKETS = 144  # 24h of ten-minute buckets
@@ -87,16 +87,31 @@ def state_of(tally: Tally, sessions: bool) -> OperationState:
 
 
 def old_save(path: Path, tally: Tally) -> None:
-    fields = msgspec.structs.asdict(state_of(tally, sessions=False))
-    del fields["session_buckets"], fields["session_transfers"]
+    saved = tally.export(sessions=False)
+    c = saved.counts
     transferred = tally.sessions.transferred
-    fields["sessions"] = [
-        (bucket, key, transferred[key])
-        for bucket, keys in tally.sessions._by_bucket.items()
-        for key in keys
-    ]
-    state = _V2StateFile(2, time.time(), {"a": _V2OperationState(**fields)})
-    atomic_write(path, msgspec.json.encode(state))
+    op = _V2OperationState(
+        cursor=T0,
+        origin=T0,
+        requests={},
+        interactions=[(*k, n) for k, n in c.interactions.items()],
+        received=c.received,
+        duplicates=c.duplicates,
+        rejected=c.rejected,
+        overflow=c.overflow,
+        by_window={s: [(*k, n) for k, n in w.items()] for s, w in saved.by_window.items()},
+        last_window=[(*k, n, saved.last_active.get(k, 0.0)) for k, n in c.last_window.items()],
+        seen=saved.seen,
+        outcomes=[(*k, n) for k, n in c.outcomes.items()],
+        sessions_total=c.sessions_total,
+        transferred_total=c.transferred_total,
+        sessions=[
+            (bucket, key, transferred[key])
+            for bucket, keys in tally.sessions.buckets.items()
+            for key in keys
+        ],
+    )
+    atomic_write(path, msgspec.json.encode(_V2StateFile(2, time.time(), {"a": op})))
 
 
 def old_load(path: Path) -> Tally:
@@ -105,7 +120,7 @@ def old_load(path: Path) -> Tally:
     sessions = tally.sessions
     for bucket, key, moved in old.sessions:  # the old restore: one session at a time
         if key not in sessions.transferred:
-            sessions._by_bucket.setdefault(bucket, []).append(key)
+            sessions.buckets.setdefault(bucket, []).append(key)
         sessions.transferred[key] = moved
     return tally
 

@@ -21,9 +21,8 @@ import msgspec
 from exporter import labels
 from exporter.config import Kpis, Labels
 from exporter.counts import Counts, LabelKey, Ledger, TallyState
-from exporter.dedupe import SeenRows
 from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
-from exporter.sessions import Sessions, session_keys
+from exporter.seen import SeenRows, Sessions, session_keys
 
 __all__ = ["Ingested", "LabelKey", "Tally"]
 

@@ -69,7 +69,7 @@ class TallyState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     by_window: dict[int, dict[LabelKey, int]] = {}
     last_active: dict[LabelKey, float] = {}
     seen: list[tuple[int, bytes, int]] = []  # second filed under, fingerprint, copies
-    # Session digests by the bucket they were first seen in, packed (sessions.pack), and the
+    # Session digests by the bucket they were first seen in, packed (seen.pack), and the
     # digests of those transferred.
     session_buckets: dict[int, bytes] = {}
     session_transfers: bytes = b""

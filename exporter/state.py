@@ -29,7 +29,7 @@ from pathlib import Path
 import msgspec
 
 from exporter.counts import Counts, TallyState
-from exporter.sessions import Changes, pack
+from exporter.seen import Changes, pack
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ import sqlite3
 import time
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -18,7 +19,7 @@ from exporter.backfill import parse_when
 from exporter.client import TokenGate
 from exporter.collector import WolkvoxCollector
 from exporter.counts import Counts, TallyState
-from exporter.sessions import Changes, unpack
+from exporter.seen import Changes, unpack
 from exporter.simulator import Reply, Traffic
 from exporter.state import OperationState, StateStore
 from tests.conftest import (
@@ -227,7 +228,7 @@ def _wall(epoch: int) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(epoch - 5 * 3600))
 
 
-def _v3_fields(poller) -> dict:
+def _v3_fields(poller) -> dict[str, Any]:
     """The poller's state as versions 2 and 3 laid it out: the counts and their books as one
     flat struct, label-set maps as lists of tuples."""
     fields = msgspec.structs.asdict(poller.export_state())

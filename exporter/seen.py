@@ -1,0 +1,240 @@
+"""Remembering what was counted, for exactly as long as it can come back.
+
+Two things are remembered, with one mechanism (`Expiring`): each key is filed under the time
+after which it cannot come back, so forgetting walks a few time keys, not every entry.
+
+- Rows (`SeenRows`), for dedupe. Rows are keyed by a digest of their bytes, and the count per key
+  matters: two identical rows in one answer are two real interactions (a message sent twice in
+  the same second), so a key remembers how many copies were seen and a later answer adds only
+  the copies beyond that. A row files under the second after which no request can return it.
+- Sessions (`Sessions`), for `wolkvox_sessions_total` and `wolkvox_sessions_transferred_total`,
+  which count a session_id once, when its first record is counted, and once at its first
+  transferred record. Session ids are kept only as 64-bit XXH3 digests (in memory and in the
+  state), filed under the ten minutes they were first seen, for the session horizon (default
+  24h, far longer than a chat lasts; a session still sending records after it counts again).
+
+A busy operation remembers a million sessions a day, so saving them all after every poll would
+cost more than the poll. The session store notes what changed since the last save instead: the
+buckets that got new sessions, the sessions transferred, and how far expiry went. A save writes
+those (`pending`), and a restart reads the buckets back whole, packed as arrays of 64-bit digests.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from itertools import compress, filterfalse, groupby
+from operator import itemgetter, not_
+from typing import Any, Generic, TypeVar
+
+import xxhash
+
+BUCKET = 600  # seconds a session bucket spans; memory holds the horizon plus one bucket
+
+K = TypeVar("K", bound=Hashable)
+V = TypeVar("V")
+
+_FIRST = itemgetter(0)
+_SECOND = itemgetter(1)
+
+
+class Expiring(Generic[K, V]):
+    """A map whose keys are filed under a time bucket, and forgotten a bucket at a time."""
+
+    def __init__(self, width: int) -> None:
+        self.width = width  # seconds per bucket
+        self.values: dict[K, V] = {}  # read directly by the hot paths
+        self.buckets: dict[int, list[K]] = {}
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def bucket(self, second: int) -> int:
+        return second - second % self.width
+
+    def file(self, bucket: int, keys: list[K]) -> None:
+        """File new keys (already in `values`) under one bucket."""
+        filed = self.buckets.get(bucket)
+        if filed is None:
+            self.buckets[bucket] = keys
+        else:
+            filed.extend(keys)
+
+    def file_runs(self, pairs: Iterable[tuple[int, K]]) -> None:
+        """File (bucket, key) pairs, in C-level builtins per run of equal buckets: the rows of
+        one answer come in date order, so runs are long."""
+        for bucket, run in groupby(pairs, key=_FIRST):
+            filed = self.buckets.get(bucket)
+            if filed is None:
+                self.buckets[bucket] = list(map(_SECOND, run))
+            else:
+                filed.extend(map(_SECOND, run))
+
+    def forget_before(self, second: int) -> bool:
+        """Forget the keys of every bucket that ended by `second`; return whether any went."""
+        gone = [b for b in self.buckets if b + self.width <= second]
+        values = self.values
+        for bucket in gone:
+            for key in self.buckets.pop(bucket):
+                values.pop(key, None)
+        return bool(gone)
+
+
+class SeenRows:
+    """Row digests and how many copies of each were counted, filed by the second after which
+    no request returns the row again."""
+
+    def __init__(self) -> None:
+        self._store: Expiring[bytes, int] = Expiring(1)
+        self.copies = self._store.values  # read directly by the ingest loop
+
+    def __len__(self) -> int:
+        return len(self.copies)
+
+    def get(self, fp: bytes) -> int:
+        """How many copies of this row were seen already."""
+        return self.copies.get(fp, 0)
+
+    def admit(self, fp: bytes, copies: int, second: int) -> int:
+        """Record that an answer held `copies` of a row; return how many of them are new."""
+        seen = self.copies.get(fp, 0)
+        if copies <= seen:
+            return 0
+        if not seen:
+            self._store.file(second, [fp])
+        self.copies[fp] = copies
+        return copies - seen
+
+    def admit_many(
+        self, fps: list[bytes], copies: list[int], had: list[int], seconds: list[int]
+    ) -> None:
+        """`admit` for the rows of one answer known to have copies not seen yet (`had` of them
+        seen before), each dated at its second; done with C-level builtins, as a full answer
+        has 60,000 rows."""
+        self.copies.update(zip(fps, copies, strict=True))
+        new: Iterable[tuple[int, bytes]] = zip(seconds, fps, strict=True)
+        if any(had):
+            new = compress(new, map(not_, had))
+        self._store.file_runs(new)
+
+    def forget_before(self, second: int) -> None:
+        """Drop every row filed before `second`: no request will ever return it again."""
+        self._store.forget_before(second)
+
+    def items(self) -> Iterator[tuple[int, bytes, int]]:
+        for second, fps in self._store.buckets.items():
+            for fp in fps:
+                yield second, fp, self.copies[fp]
+
+    def load(self, rows: Iterable[tuple[int, bytes, int]]) -> None:
+        for second, fp, copies in rows:
+            self.admit(fp, copies, second)
+
+
+def pack(keys: Iterable[int]) -> bytes:
+    """Session digests as the bytes of an array of unsigned 64-bit integers."""
+    return array("Q", keys).tobytes()
+
+
+def unpack(blob: bytes) -> list[int]:
+    keys = array("Q")
+    keys.frombytes(blob)
+    return keys.tolist()
+
+
+@dataclass
+class Changes:
+    """What a save must write since the last one: every key is a bucket start."""
+
+    floor: int | None = None  # buckets that ended at or before it are gone
+    buckets: dict[int, bytes] = field(default_factory=dict)  # whole contents, packed
+    transfers: dict[int, bytes] = field(default_factory=dict)  # newly transferred, packed
+
+
+def session_key(session_id: str | int) -> int:
+    """The digest a session is remembered by; `123` and `"123"` are the same session."""
+    return xxhash.xxh3_64_intdigest(str(session_id).encode())
+
+
+def session_keys(session_ids: Iterable[Any]) -> list[int]:
+    """`session_key` of each id, in C when they are all strings (as Wolkvox sends them)."""
+    ids = list(session_ids)
+    try:
+        return list(map(xxhash.xxh3_64_intdigest, map(str.encode, ids)))
+    except TypeError:  # a number among them
+        return list(map(session_key, ids))
+
+
+class Sessions:
+    """Session digests and whether each was transferred yet, by the bucket first seen in."""
+
+    def __init__(self) -> None:
+        self._store: Expiring[int, bool] = Expiring(BUCKET)
+        self.transferred = self._store.values  # session digest -> transferred yet
+        self.buckets = self._store.buckets  # digests by the bucket first seen in
+        # Since the last save: buckets with new sessions, transfers by the bucket they happened
+        # in (a transfer outlives its session in the store, never the other way round), expiry.
+        self._dirty: set[int] = set()
+        self._transfers: dict[int, list[int]] = {}
+        self._floor: int | None = None
+
+    def __len__(self) -> int:
+        return len(self.transferred)
+
+    def admit(
+        self, first_channel: dict[int, str], transferred: set[int], second: int
+    ) -> tuple[list[str], list[str]]:
+        """Note the sessions of newly counted records (digest -> raw channel of its records, and
+        the digests with a transfer among them); return the channels of the sessions that are new
+        and of those transferred for the first time, one entry per session."""
+        known = self.transferred
+        new = [key for key in first_channel if key not in known]
+        newly_transferred = [
+            key for key in transferred if key in first_channel and not known.get(key, False)
+        ]
+        bucket = self._store.bucket(second)
+        if new:
+            known.update(dict.fromkeys(new, False))
+            self._store.file(bucket, new)
+            self._dirty.add(bucket)
+        if newly_transferred:
+            known.update(dict.fromkeys(newly_transferred, True))
+            self._transfers.setdefault(bucket, []).extend(newly_transferred)
+        return [first_channel[k] for k in new], [first_channel[k] for k in newly_transferred]
+
+    def forget_before(self, second: int) -> None:
+        """Drop sessions first seen in buckets that ended before `second`."""
+        if self._store.forget_before(second):
+            self._floor = max(second, self._floor or second)
+
+    def pending(self) -> Changes:
+        """What changed since the last `saved()`, ready to write."""
+        buckets = self._store.buckets
+        return Changes(
+            floor=self._floor,
+            buckets={b: pack(buckets[b]) for b in self._dirty if b in buckets},
+            transfers={b: pack(keys) for b, keys in self._transfers.items()},
+        )
+
+    def saved(self) -> None:
+        """The last `pending()` changes are stored: start noting afresh."""
+        self._dirty.clear()
+        self._transfers.clear()
+        self._floor = None
+
+    def image(self) -> tuple[dict[int, bytes], bytes]:
+        """Everything, packed: the buckets, and the digests of the sessions transferred."""
+        buckets = {b: pack(keys) for b, keys in self._store.buckets.items()}
+        return buckets, pack(k for k, moved in self.transferred.items() if moved)
+
+    def load(self, buckets: Mapping[int, bytes], transfers: Iterable[bytes]) -> None:
+        """Restore from packed buckets and transfers, as `image()` or a store gives them.
+        Transfers of sessions no longer remembered are ignored."""
+        known = self.transferred
+        for bucket, blob in buckets.items():
+            keys = list(filterfalse(known.__contains__, unpack(blob)))
+            known.update(dict.fromkeys(keys, False))
+            self._store.file(bucket, keys)
+        for blob in transfers:
+            known.update(dict.fromkeys(filter(known.__contains__, unpack(blob)), True))
