@@ -468,19 +468,12 @@ def run(argv: Sequence[str]) -> int:
             "polling.interval is below the 5m the vendor recommends; each poll costs daily quota",
             extra={"interval": config.format_duration(cfg.polling.interval)},
         )
-    gate = TokenGate(cfg.polling.request_spacing)
     store = StateStore(cfg.state.path) if cfg.state.path is not None else None
     if store is not None:
         if problem := _unwritable(store):
             return _fail(problem)
         store.remove_leftovers()
-    saved = store.load() if store is not None else {}
-    pollers = [
-        Poller(
-            op, cfg.polling, cfg.labels, gate, store=store, saved=saved.get(op.name), kpis=cfg.kpis
-        )
-        for op in cfg.operations
-    ]
+    pollers = _pollers(cfg, store)
     registry = CollectorRegistry(auto_describe=False)
     collector = WolkvoxCollector(pollers, cfg.polling.interval, store)
     registry.register(collector)
@@ -506,6 +499,25 @@ def run(argv: Sequence[str]) -> int:
     _wait_for_signal(security)
     log.info("shutting down: abandoning requests in flight and saving state")
     httpd.shutdown()
+    _stop(pollers, store)
+    log.info("stopped")
+    return 0
+
+
+def _pollers(cfg: config.Config, store: StateStore | None) -> list[Poller]:
+    """One poller per operation, resumed from the saved state; they share the token gate."""
+    gate = TokenGate(cfg.polling.request_spacing)
+    saved = store.load() if store is not None else {}
+    return [
+        Poller(
+            op, cfg.polling, cfg.labels, gate, store=store, saved=saved.get(op.name), kpis=cfg.kpis
+        )
+        for op in cfg.operations
+    ]
+
+
+def _stop(pollers: Sequence[Poller], store: StateStore | None) -> None:
+    """Stop every poller at once (requests in flight are abandoned), then save each."""
     for p in pollers:
         p.stop.set()
     for p in pollers:
@@ -513,8 +525,6 @@ def run(argv: Sequence[str]) -> int:
         p.save()
     if store is not None:
         store.close()
-    log.info("stopped")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
 
 import msgspec
 
@@ -53,7 +52,7 @@ class Counts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     def copy(self) -> Counts:
         """A copy that later counting does not change: every container field is copied (one
         level deep is all there is), whatever fields the struct has."""
-        copied: dict[str, Any] = {
+        copied: dict[str, object] = {
             name: value.copy()
             for name, value in msgspec.structs.asdict(self).items()
             if isinstance(value, dict | list)
@@ -89,14 +88,14 @@ class Ledger:
         self,
         groups: Counter[RawGroup],
         label: Callable[[RawGroup, Mapping[LabelKey, int]], Labelled],
-    ) -> set[Any]:
+    ) -> set[str | None]:
         """Add each group of records to the counters; return the raw routing answers whose
         outcome is a transfer. `label` gives a group's label set, knowing those counted so far
         (`labels.Labeler.group`, which memoises: a full answer has thousands of groups)."""
         counts = self.counts
         interactions, outcomes, overflow = counts.interactions, counts.outcomes, counts.overflow
         by_window = self.by_window
-        transfers: set[Any] = set()
+        transfers: set[str | None] = set()
         for group, n in groups.items():
             key, folded, outcome = label(group, interactions)
             for name in folded:

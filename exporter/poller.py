@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
@@ -41,6 +41,10 @@ class _Health:
     duration_sum: float = 0.0
     skipped_seconds: int = 0  # given up past max_catchup: a loss, so a counter and an alert
     last_skip: float | None = None
+
+
+class _Stopped(Exception):
+    """The poller is stopping: the rest of the poll is left to the next start."""
 
 
 # Parts of a range sized from measured traffic aim at this share of the record cap: room for
@@ -142,6 +146,35 @@ class Poller:
             self._fail(f"daily API quota exhausted; requests paused until {_iso(paused)}")
             self.commit()
             return False
+        plan = self._plan(now)
+        read = Ingested()  # this poll's answers, for one summary line
+        ranges = 0
+        try:
+            for _ in self._read(plan.pieces, read):
+                ranges += 1
+            self._succeeded(plan.pieces, now)
+        except _Stopped:
+            return False
+        except ApiError as exc:
+            self._failed(exc, now, progressed=ranges > 0)
+            return False
+        finally:
+            self.commit()
+            self._log_outside(read)
+        if plan.pieces:
+            log.info(
+                "poll done",
+                extra={
+                    "operation": self.name,
+                    "windows": len(plan.pieces),
+                    "ranges": ranges,  # one request each, unless split at the record cap
+                    "collected_until": self.cursor,
+                },
+            )
+        return True
+
+    def _plan(self, now: float) -> windowing.Plan:
+        """The windows this poll reads; a span beyond max_catchup is given up, and said so."""
         plan = windowing.plan(
             cursor=self.cursor,
             origin=self.origin,
@@ -168,67 +201,55 @@ class Poller:
                 self._health.skipped_seconds += plan.skipped
                 self._health.last_skip = now
             self._advance(resume)
-        progressed = False
-        ranges = 0
-        read = Ingested()  # this poll's answers, for one summary line
-        try:
-            pending = list(plan.pieces)
-            busiest = self._busiest_recent_window()
-            if self.rate is None and self.cursor is not None:
-                # Restarted from state: the windows it kept tell the traffic (none: quiet).
-                self.rate = (busiest or 0) / self.interval
-            span = self._catchup_span(busiest)
-            while pending:
-                if self.stop.is_set():
-                    return False
-                taken, pending = pending[:span], pending[span:]
-                piece = windowing.merge(taken)
-                received = self._fetch(piece, read)
-                ranges += 1
-                self._advance(piece.window.end)
-                progressed = True
-                span = self._catchup_span(received / len(taken))
-                if time.monotonic() - self._committed_at > COMMIT_EVERY:
-                    self.commit()  # a long catch-up shows progress and keeps it
-            with self.lock:
-                if plan.pieces:
-                    last = plan.pieces[-1].window
-                    keep_from = last.start - int(self.polling.lookback) - 2 * self.interval
-                    self.tally.publish(last.start, now, keep_from)
-                self._health.up = True
-                self._health.polled = True
-                self._health.last_success = now
-                self._health.last_error = ""
-            self.failures = 0
-            self.retry_after = None
-            self._read_quota(now)
-        except ApiError as exc:
-            self.retry_after = exc.retry_after
-            if exc.outcome is Outcome.QUOTA_EXCEEDED:
-                until = _next_local_midnight(now, self.op.zone)
-                self.gate.pause(self.client.token, until)
-                log.error(
-                    "daily API quota exhausted; pausing this token until the next local day",
-                    extra={"operation": self.name, "until": _iso(until)},
-                )
-            if progressed:
-                self.failures = 0  # the API works, if flakily: no need to back off further
-            self._fail(str(exc), exc.outcome)
-            return False
-        finally:
-            self.commit()
-            self._log_outside(read)
-        if plan.pieces:
-            log.info(
-                "poll done",
-                extra={
-                    "operation": self.name,
-                    "windows": len(plan.pieces),
-                    "ranges": ranges,  # one request each, unless split at the record cap
-                    "collected_until": self.cursor,
-                },
+        return plan
+
+    def _read(self, pieces: Sequence[windowing.Piece], read: Ingested) -> Iterator[None]:
+        """Fetch and count the pieces, several windows per request when behind; yields after
+        each range counted. Raises _Stopped, between requests, once the poller is stopping."""
+        pending = list(pieces)
+        busiest = self._busiest_recent_window()
+        if self.rate is None and self.cursor is not None:
+            # Restarted from state: the windows it kept tell the traffic (none: quiet).
+            self.rate = (busiest or 0) / self.interval
+        span = self._catchup_span(busiest)
+        while pending:
+            if self.stop.is_set():
+                raise _Stopped
+            taken, pending = pending[:span], pending[span:]
+            piece = windowing.merge(taken)
+            received = self._fetch(piece, read)
+            self._advance(piece.window.end)
+            span = self._catchup_span(received / len(taken))
+            if time.monotonic() - self._committed_at > COMMIT_EVERY:
+                self.commit()  # a long catch-up shows progress and keeps it
+            yield
+
+    def _succeeded(self, pieces: Sequence[windowing.Piece], now: float) -> None:
+        with self.lock:
+            if pieces:
+                last = pieces[-1].window
+                keep_from = last.start - int(self.polling.lookback) - 2 * self.interval
+                self.tally.publish(last.start, now, keep_from)
+            self._health.up = True
+            self._health.polled = True
+            self._health.last_success = now
+            self._health.last_error = ""
+        self.failures = 0
+        self.retry_after = None
+        self._read_quota(now)
+
+    def _failed(self, exc: ApiError, now: float, progressed: bool) -> None:
+        self.retry_after = exc.retry_after
+        if exc.outcome is Outcome.QUOTA_EXCEEDED:
+            until = _next_local_midnight(now, self.op.zone)
+            self.gate.pause(self.client.token, until)
+            log.error(
+                "daily API quota exhausted; pausing this token until the next local day",
+                extra={"operation": self.name, "until": _iso(until)},
             )
-        return True
+        if progressed:
+            self.failures = 0  # the API works, if flakily: no need to back off further
+        self._fail(str(exc), exc.outcome)
 
     def _catchup_span(self, rows_per_window: float | None) -> int:
         """How many windows the next request may cover when the poller is behind.
