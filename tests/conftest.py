@@ -1,10 +1,12 @@
-"""Shared fixtures: a controllable clock, the simulated API on loopback, and poller factories."""
+"""Shared fixtures: a controllable clock, the simulated API on loopback, poller factories, and a
+real exporter process polling the simulator (`live_exporter`)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -12,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
 from exporter import config, labels, simulator
@@ -20,6 +23,7 @@ from exporter.collector import WolkvoxCollector
 from exporter.logs import LogfmtFormatter
 from exporter.poller import Poller
 from exporter.state import OperationState, StateStore
+from tests.process import Exporter
 
 TOKEN = "tok-3f9a1c77e2-SECRET"
 
@@ -167,6 +171,55 @@ def sim_factory() -> Iterator[Any]:
     for srv in servers:
         srv.shutdown()
         srv.server_close()
+
+
+@dataclass
+class Live:
+    """An exporter process (not started yet) configured to poll one operation of a simulator."""
+
+    sim: simulator.Simulator
+    exporter: Exporter
+    state: Path | None  # the state database, when the exporter keeps one
+
+
+@pytest.fixture
+def live_exporter(tmp_path: Path, sim_factory: Any) -> Iterator[Callable[..., Live]]:
+    """The set-up of every end-to-end test: the simulator serving `traffic` in real time, and
+    `python -m exporter.cli` configured to poll it as operation `name`, the token passed by
+    environment. The test starts, kills and stops the process; teardown kills one left running.
+    """
+    made: list[Exporter] = []
+
+    def make(
+        traffic: simulator.Traffic,
+        *,
+        name: str,
+        cap: int,
+        polling: dict[str, str],
+        state: bool = False,
+        debug: bool = True,
+        **sim: Any,
+    ) -> Live:
+        sim.setdefault("latency", 0.01)
+        api, url = sim_factory(traffic, time.time, cap=cap, **sim)
+        settings: dict[str, Any] = {
+            "operations": [{"name": name, "base_url": url, "token": "${LIVE_WOLKVOX_TOKEN}"}],
+            "polling": {**polling, "max_records_per_request": cap},
+        }
+        path = tmp_path / "state.json" if state else None
+        if path is not None:
+            settings["state"] = {"path": str(path)}
+        cfg = tmp_path / "config.yaml"
+        cfg.write_text(yaml.safe_dump(settings))
+        args = ["--config", str(cfg), *(["--log.level", "debug"] if debug else [])]
+        exporter = Exporter(tmp_path, args, {"LIVE_WOLKVOX_TOKEN": TOKEN})
+        made.append(exporter)
+        return Live(api, exporter, path)
+
+    yield make
+    for exporter in made:
+        if exporter.proc is not None and exporter.proc.poll() is None:
+            exporter.kill()
 
 
 @pytest.fixture

@@ -112,6 +112,14 @@ class Exporter:
     def log(self) -> str:
         return self.log_path.read_text()
 
+    def wait_first_poll(self, traffic_start: int, timeout: float = 60) -> None:
+        """Wait until the first poll is published, and check that it read from no later than
+        `traffic_start`: rows before the first window are history (for backfill), so a test
+        of exact counts must not let traffic begin before it."""
+        first = self.wait_collected(0, timeout=timeout)
+        (origin_end,) = parse(first)["wolkvox_collected_until_timestamp_seconds"].values()
+        assert origin_end - 1 <= traffic_start, "the exporter started after the traffic began"
+
     def wait_collected(self, until: int, timeout: float = 90) -> str:
         """Scrape until every operation has collected up to `until`; returns that exposition."""
         deadline = time.time() + timeout

@@ -5,22 +5,19 @@ from __future__ import annotations
 import random
 import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from exporter import simulator
 from exporter.state import StateStore
 from tests.conftest import TOKEN, expected_counts, expected_kpis
-from tests.process import Exporter, assert_private, by_label, interactions, parse
+from tests.process import assert_private, by_label, interactions, parse
 
 pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)
-def test_sigkill_at_random_moments_neither_loses_nor_doubles(
-    tmp_path: Path, sim_factory, select_by: str
-):
+def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, select_by: str):
     rng = random.Random(20261129)
     # Traffic begins once the exporter has surely made its first poll (which reads only the
     # last complete window: rows before it are history, for backfill), even on a loaded machine.
@@ -40,33 +37,22 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(
     )
     # By close time a session's rows share one second, which must stay under the cap.
     cap = 30 if select_by == "date" else 60
-    sim, sim_url = sim_factory(traffic, time.time, cap=cap, latency=0.01)
-    state = tmp_path / "state.json"
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f"""
-operations:
-  - {{name: crashy, base_url: "{sim_url}", token: "${{CRASH_TOKEN}}"}}
-polling:
-  interval: 1s
-  settle_delay: 1s
-  lookback: 3s
-  request_spacing: 10ms
-  retry_backoff: 100ms
-  max_records_per_request: {cap}
-state:
-  path: {state}
-"""
-    )
-    exporter = Exporter(tmp_path, ["--config", str(cfg)], {"CRASH_TOKEN": TOKEN})
+    polling = {
+        "interval": "1s",
+        "settle_delay": "1s",
+        "lookback": "3s",
+        "request_spacing": "10ms",
+        "retry_backoff": "100ms",
+    }
+    live = live_exporter(traffic, name="crashy", cap=cap, polling=polling, state=True, debug=False)
+    sim, exporter, state = live.sim, live.exporter, live.state
+    assert state is not None
     last_seen: Counter[tuple[str, str, str]] = Counter()
     kills = 0
     try:
         exporter.start()
-        first = exporter.wait_collected(0, timeout=60)
-        (origin_end,) = parse(first)["wolkvox_collected_until_timestamp_seconds"].values()
         # Its first window must not miss traffic, or the counts below could not be exact.
-        assert origin_end - 1 <= start, "the exporter started after the traffic began"
+        exporter.wait_first_poll(start)
         exporter.kill()
         while time.time() < stop - 1:
             exporter.start()

@@ -17,9 +17,7 @@ pytestmark = pytest.mark.e2e
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)
-def test_exporter_process_counts_exactly_what_the_api_served(
-    tmp_path: Path, sim_factory, select_by: str
-):
+def test_exporter_process_counts_exactly_what_the_api_served(live_exporter, select_by: str):
     """In both ways the API may select rows: by their date, or by when their session closed
     (then rows come back dated before the range asked for, some before the look-back)."""
     start = int(time.time()) + 3
@@ -39,26 +37,15 @@ def test_exporter_process_counts_exactly_what_the_api_served(
     # Small enough that answers come back at the cap and are split; by close time a session's
     # rows (and their copies) share one second, which must stay under the cap.
     cap = 30 if select_by == "date" else 60
-    sim, sim_url = sim_factory(traffic, time.time, cap=cap, latency=0.01)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f"""
-operations:
-  - name: e2e
-    base_url: {sim_url}
-    token: ${{E2E_WOLKVOX_TOKEN}}
-polling:
-  interval: 2s
-  settle_delay: 1s
-  lookback: 4s
-  request_spacing: 20ms
-  retry_backoff: 200ms
-  max_records_per_request: {cap}
-"""
-    )
-    exporter = Exporter(
-        tmp_path, ["--config", str(cfg), "--log.level", "debug"], {"E2E_WOLKVOX_TOKEN": TOKEN}
-    ).start()
+    polling = {
+        "interval": "2s",
+        "settle_delay": "1s",
+        "lookback": "4s",
+        "request_spacing": "20ms",
+        "retry_backoff": "200ms",
+    }
+    live = live_exporter(traffic, name="e2e", cap=cap, polling=polling)
+    sim, exporter = live.sim, live.exporter.start()
     try:
         text = exporter.wait_collected(traffic.quiet_after + 4 + 2 * 2)
         samples = parse(text)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from datetime import datetime
-from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -13,7 +12,7 @@ from exporter import windowing
 from exporter.client import Outcome, TokenGate
 from exporter.simulator import SELECT_BY, Faults, Traffic
 from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
-from tests.process import Exporter, assert_private, by_label, interactions, parse
+from tests.process import assert_private, by_label, interactions
 
 START = 1_790_000_100
 ALL_BUT_QUOTA = {
@@ -130,9 +129,7 @@ def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_d
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("select_by", SELECT_BY)
-def test_exporter_process_keeps_serving_under_faults_and_ends_exact(
-    tmp_path: Path, sim_factory, select_by: str
-):
+def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporter, select_by: str):
     # Traffic begins once the exporter has surely made its first poll, even on a loaded
     # machine (its first window is the last complete one; rows before it are for backfill).
     start = int(time.time()) + 10
@@ -150,25 +147,23 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(
         close_delay=6,
     )
     faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
-    sim, sim_url = sim_factory(traffic, time.time, cap=40, latency=0.005, faults=faults)
-    cfg = tmp_path / "config.yaml"
-    cfg.write_text(
-        f"""
-operations:
-  - {{name: faulty, base_url: "{sim_url}", token: "${{FAULT_TOKEN}}"}}
-polling: {{interval: 1s, settle_delay: 1s, lookback: 4s, request_spacing: 10ms,
-          retry_backoff: 50ms, timeout: 500ms, max_backoff: 2s, max_records_per_request: 40}}
-"""
+    polling = {
+        "interval": "1s",
+        "settle_delay": "1s",
+        "lookback": "4s",
+        "request_spacing": "10ms",
+        "retry_backoff": "50ms",
+        "timeout": "500ms",
+        "max_backoff": "2s",
+    }
+    live = live_exporter(
+        traffic, name="faulty", cap=40, polling=polling, latency=0.005, faults=faults
     )
-    exporter = Exporter(
-        tmp_path, ["--config", str(cfg), "--log.level", "debug"], {"FAULT_TOKEN": TOKEN}
-    ).start()
+    sim, exporter = live.sim, live.exporter.start()
     try:
         # Once it serves (its start-up may take seconds on a loaded machine), every scrape
         # must answer, whatever the API does.
-        first = exporter.wait_collected(0, timeout=60)
-        (origin_end,) = parse(first)["wolkvox_collected_until_timestamp_seconds"].values()
-        assert origin_end - 1 <= start, "the exporter started after the traffic began"
+        exporter.wait_first_poll(start)
         deadline = time.time() + 90
         scrapes = 0
         while time.time() < deadline:
