@@ -8,7 +8,7 @@ production) and a scraper asks /metrics every 3 s. After a warm-up, for `--secon
 - the same bytes the simulator served, parsed with `json.loads` here: the floor any exporter in
   Python pays (target, issue 16: the whole process at most 3x that);
 - scrape latency (median, worst) and the exporter's RSS at the end;
-- where the exporter's CPU goes, sampled with py-spy (`pip install py-spy`; run as root or
+- where the exporter's CPU goes, sampled afterwards (not while the CPU is measured) with py-spy (`pip install py-spy`; run as root or
   with ptrace allowed) from the thread holding the GIL (a thread waiting on a socket, a lock or
   fsync releases it), grouped by the module a sample's innermost exporter frame is in.
 
@@ -126,6 +126,21 @@ def phases(profile: Path) -> Counter[str]:
     return out
 
 
+def profile(pid: int, seconds: float, out: Path) -> Counter[str]:
+    """Where the process's CPU goes over `seconds`, by phase; empty without py-spy."""
+    if not shutil.which("py-spy"):
+        return Counter()
+    spy = ["py-spy", "record", "--gil", "-r", "200", "-d", str(int(seconds)), "-f", "raw"]
+    subprocess.run(
+        [*spy, "-o", str(out), "--pid", str(pid)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        timeout=seconds + 60,
+        check=False,
+    )
+    return phases(out) if out.exists() else Counter()
+
+
 def run(operations: int, rate_per_second: float, seconds: float) -> dict[str, object]:
     tokens = {f"token-{i}" for i in range(operations)}
     tenants = {
@@ -182,38 +197,19 @@ def run(operations: int, rate_per_second: float, seconds: float) -> dict[str, ob
         try:
             time.sleep(12)  # start, first polls, warm caches
             scraper.start()
+            # The CPU is measured with no profiler attached (py-spy stops the process at every
+            # sample, which costs it more CPU than it spends on its own at this scale), then
+            # the breakdown is sampled for as long again.
             rows_before, cpu_before = received(port), cpu_seconds(proc.pid)
             bodies.recording = True
-            spy = None
-            if shutil.which("py-spy"):
-                spy = subprocess.Popen(
-                    [
-                        "py-spy",
-                        "record",
-                        "--gil",
-                        "-r",
-                        "200",
-                        "-d",
-                        str(int(seconds)),
-                        "-f",
-                        "raw",
-                        "-o",
-                        f"{d}/profile.txt",
-                        "--pid",
-                        str(proc.pid),
-                    ],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                )
             time.sleep(seconds)
             bodies.recording = False
             rows = received(port) - rows_before
             cpu = cpu_seconds(proc.pid) - cpu_before
             rss = rss_mib(proc.pid)
-            if spy is not None:
-                spy.wait(timeout=60)
-            profile = Path(d) / "profile.txt"
-            breakdown = phases(profile) if profile.exists() else Counter()
+            rows_before, cpu_before = received(port), cpu_seconds(proc.pid)
+            breakdown = profile(proc.pid, seconds, Path(d) / "profile.txt")
+            profiled = (cpu_seconds(proc.pid) - cpu_before) / max(1.0, received(port) - rows_before)
         finally:
             stop.set()
             proc.terminate()
@@ -230,6 +226,7 @@ def run(operations: int, rate_per_second: float, seconds: float) -> dict[str, ob
         "scrape_max_ms": max(latencies) * 1000 if latencies else float("nan"),
         "rss_mib": rss,
         "breakdown": breakdown,
+        "profiled_per_1000": profiled * 1e6,  # ms per 1,000 rows while py-spy samples
     }
 
 
@@ -258,15 +255,18 @@ def main() -> None:
             f"| {r['rss_mib']:.0f} MiB |",
             flush=True,
         )
-        breakdowns.append((n, r["breakdown"]))
-    for n, breakdown in breakdowns:
+        breakdowns.append((n, r["breakdown"], r["profiled_per_1000"]))
+    for n, breakdown, profiled in breakdowns:
         assert isinstance(breakdown, Counter)
         total = sum(breakdown.values())
         if not total:
             print(f"{n} operations: no py-spy samples (install py-spy, run as root)")
             continue
         parts = ", ".join(f"{k} {v / total:.0%}" for k, v in breakdown.most_common())
-        print(f"{n} operations, exporter CPU by phase ({total} samples): {parts}")
+        print(
+            f"{n} operations, exporter CPU by phase ({total} samples; {profiled:.1f} ms per "
+            f"1,000 rows while sampled): {parts}"
+        )
 
 
 if __name__ == "__main__":

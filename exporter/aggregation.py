@@ -242,6 +242,7 @@ class Tally:
         windows = list(map(sub, seconds, map(mod, seconds, repeat(interval))))
         lo, hi = open_windows
         if min(windows) < lo or max(windows) > hi:
+            self.counts.late += sum(compress(map(sub, copies, had), [w < lo for w in windows]))
             windows = [lo if w < lo else hi if w > hi else w for w in windows]
         # Each column read once: every pass over the records' attributes costs cache misses.
         channels = list(map(_CHANNEL, records))

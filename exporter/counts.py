@@ -37,6 +37,7 @@ class Counts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     received: int = 0
     duplicates: int = 0
     outside_range: int = 0  # counted rows dated outside the range that returned them
+    late: int = 0  # counted rows dated in a window already published
     newest: int | None = None  # the date of the newest row counted, epoch seconds
     rejected: dict[str, int] = msgspec.field(
         default_factory=lambda: dict.fromkeys(REJECT_REASONS, 0)

@@ -157,6 +157,15 @@ OPERATION: tuple[Family, ...] = (
         lambda s: _one(s.counts.outside_range),
     ),
     Family(
+        "wolkvox_records_late",
+        "counter",
+        "Records counted after the window they are dated in was published as the last-window "
+        "gauge, and so counted in the first open window; a steady rate means "
+        "polling.settle_delay is shorter than the API's delay in publishing records.",
+        (),
+        lambda s: _one(s.counts.late),
+    ),
+    Family(
         "wolkvox_newest_record_timestamp_seconds",
         "gauge",
         "Date of the newest record counted, read in the operation's configured timezone; "

@@ -105,6 +105,7 @@ def test_rows_dated_outside_the_range_are_counted_in_the_open_windows_and_report
     # All three count in the one open window: the earlier one was published already.
     assert t.ledger.by_window == {BASE: {("whatsapp", "101", "transfer_skill"): 3}}
     assert t.counts.newest == at("2026-03-02 10:07:04")
+    assert t.counts.late == 1  # the early one: its window was published before it came
     # Read again: duplicates, not counted and not outside a second time.
     again = t.ingest(answer(row(1), early, late), BASE, BASE + 599, (BASE, BASE + 300))
     assert (again.counted, again.duplicates, again.outside) == (0, 3, 0)
