@@ -495,7 +495,8 @@ def exporter_health() -> dict[str, Any]:
         timeseries(
             "Records received, duplicate and rejected",
             "Rows per hour: received (re-reads included), recognised as already counted, "
-            "rejected by reason, and counted although dated outside the range asked for.",
+            "rejected by reason, counted although dated outside the range asked for, and "
+            "counted after their window was published (late: raise settle_delay if steady).",
             [
                 target(
                     f"sum by (operation) (rate(wolkvox_records_received_total{{{OP}}}[1h])) * 3600",
@@ -512,6 +513,10 @@ def exporter_health() -> dict[str, Any]:
                 target(
                     f"sum by (operation) (rate(wolkvox_records_outside_range_total{{{OP}}}[1h])) * 3600",
                     "{{operation}} dated outside the range asked",
+                ),
+                target(
+                    f"sum by (operation) (rate(wolkvox_records_late_total{{{OP}}}[1h])) * 3600",
+                    "{{operation}} late for their window",
                 ),
             ],
             (0, 15, 12, 8),
