@@ -11,8 +11,8 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress, count, repeat
-from operator import attrgetter, mod, sub
+from itertools import compress, count, groupby, repeat
+from operator import attrgetter, itemgetter, mod, sub
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -32,6 +32,8 @@ _ANSWER = attrgetter("routing_answer")
 _DATE = attrgetter("date")
 _RP = attrgetter("rp_id")
 _CUSTOMER = attrgetter("customer")
+_FIRST = itemgetter(0)
+_REST = itemgetter(1, 2)
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
 _NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
@@ -82,8 +84,9 @@ class Tally:
         self.parse_date = DateParser(zone)
         self.seen = SeenRows()
         self.sessions = Sessions()
-        # (window start, raw channel, customer hash) of the open windows; memory only, never saved.
-        self.customers: set[tuple[int, str, int]] = set()
+        # (raw channel, customer hash) by window start, of the open windows; memory only, never
+        # saved. Keyed by window so that publishing and expiry touch one window, not every row.
+        self.customers: dict[int, set[tuple[str, int]]] = {}
 
     @property
     def counts(self) -> Counts:
@@ -302,31 +305,39 @@ class Tally:
         """
         who = list(map(_CUSTOMER, rows))
         try:
-            self.customers.update(zip(windows, channels, map(hash, who), strict=True))
+            hashes = list(map(hash, who))
         except TypeError:  # a JSON list or object in a customer field
-            # Hashable values hash as they did above, so the rows added before the error are
-            # not counted twice.
-            self.customers.update(zip(windows, channels, map(hash, _hashable(who)), strict=True))
+            hashes = list(map(hash, _hashable(who)))
+        # Rows come in date order, so windows come in long runs: one set update per run.
+        customers = self.customers
+        for window, run in groupby(zip(windows, channels, hashes, strict=True), key=_FIRST):
+            filed = customers.get(window)
+            if filed is None:
+                filed = customers[window] = set()
+            filed.update(map(_REST, run))
 
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
         """Expose the window that just completed as the last-window gauges (see
         `Ledger.publish`), with its distinct customers."""
+        channel = self.labels.channel
         distinct = {
-            (self.labels.channel(ch), who)
-            for window, ch, who in self.customers
-            if window == window_start and who not in _NOBODY
+            (channel(ch), who)
+            for ch, who in self.customers.get(window_start, ())
+            if who not in _NOBODY
         }
         self.ledger.publish(window_start, now, keep_from, Counter(ch for ch, _ in distinct))
-        self.customers = {c for c in self.customers if c[0] >= keep_from}
+        self._forget_customers_before(keep_from)
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
         self.sessions.forget_before(second - self.session_horizon)
         # No row dated before `second` is read again, so customers of windows that ended before
         # it are complete; during a long catch-up (no publish until its end) they would pile up.
-        horizon = second - 2 * self.interval
-        if self.customers and min(c[0] for c in self.customers) < horizon:
-            self.customers = {c for c in self.customers if c[0] >= horizon}
+        self._forget_customers_before(second - 2 * self.interval)
+
+    def _forget_customers_before(self, window_start: int) -> None:
+        for start in [w for w in self.customers if w < window_start]:
+            del self.customers[start]
 
     def export(self, sessions: bool = True) -> TallyState:
         """What a restart needs. Without `sessions`, the session store is left out: a live
