@@ -56,6 +56,10 @@ def _split(text: bytes) -> tuple[bytes, bytes]:
     return text[:at], text[at:]
 
 
+# A series' line up to its value, the value last written, and the whole line with it.
+_Line = tuple[bytes, float | None, bytes]
+
+
 class WolkvoxCollector(Collector):
     def __init__(
         self, sources: Sequence[SnapshotSource], interval: float, store: StateStore | None = None
@@ -67,7 +71,9 @@ class WolkvoxCollector(Collector):
         # the snapshot they were rendered from.
         self._headers: dict[Encoder, list[bytes]] = {}
         self._samples: dict[tuple[Encoder, str], tuple[Snapshot, list[bytes]]] = {}
-        self._prefixes: dict[tuple[Encoder, str, str], dict[tuple[str, ...], bytes]] = {}
+        # Per encoder, operation and family: each series' last line and value, and its line up
+        # to the value.
+        self._lines: dict[tuple[Encoder, str, str], dict[tuple[str, ...], _Line]] = {}
         self._lock = threading.Lock()
 
     def describe(self) -> Iterator[Metric]:
@@ -108,24 +114,26 @@ class WolkvoxCollector(Collector):
 
     def _encode(self, encoder: Encoder, snap: Snapshot, family: families.Family) -> bytes:
         """A family's samples of one operation as `encoder` writes them. A series' line up to
-        its value (name, labels escaped) is encoded once while the series exists; a commit
-        changes values, rarely series, so it costs a number format per sample. Only the
-        series of the current snapshot are kept."""
+        its value (name, labels escaped) is encoded once while the series exists, and its line
+        again only when its value changed: a commit changes the counters of the label sets
+        that had rows, so most lines are reused as they are. Only the series of the current
+        snapshot are kept."""
         if family.read is None:  # a histogram: a few lines, encoded whole
             (metric,) = families.render([snap], self.every, [family])
             return _split(encoder(_Fixed([metric])))[1]
         key = (encoder, snap.name, family.name)
-        known = self._prefixes.get(key, {})
-        current: dict[tuple[str, ...], bytes] = {}
-        lines = []
+        known = self._lines.get(key, {})
+        current: dict[tuple[str, ...], _Line] = {}
         for labels, value in family.read(snap):
-            prefix = known.get(labels)
-            if prefix is None:
+            last = known.get(labels)
+            if last is None:
                 one = family.new(self.every, ("operation", *family.labels))
                 one.add_metric([snap.name, *labels], 0.0)
                 line = _split(encoder(_Fixed([one])))[1]
                 prefix = line[: line.rindex(b" ") + 1]
-            current[labels] = prefix
-            lines.append(prefix + _number(value).encode() + b"\n")
-        self._prefixes[key] = current
-        return b"".join(lines)
+                last = (prefix, None, b"")
+            if last[1] != value:
+                last = (last[0], value, last[0] + _number(value).encode() + b"\n")
+            current[labels] = last
+        self._lines[key] = current
+        return b"".join([line for _, _, line in current.values()])
