@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -429,12 +429,23 @@ def _demo_config() -> config.Config:
 def _wait_for_signal(security: webconfig.Security | None) -> None:
     """Until SIGTERM or SIGINT. SIGHUP re-reads the web config (certificates rotated by
     cert-manager, say) instead of killing the process as it would by default."""
-    done = threading.Event()
+    wake = threading.Event()  # set by every handler; waited on without a timeout, so an idle
+    done = threading.Event()  # exporter does not wake twice a second for nothing
     hangups = threading.Event()
+
+    def handler(event: threading.Event) -> Callable[..., None]:
+        def handle(*_: object) -> None:
+            event.set()
+            wake.set()
+
+        return handle
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
-    signal.signal(signal.SIGHUP, lambda *_: hangups.set())
-    while not done.wait(0.5):
+        signal.signal(sig, handler(done))
+    signal.signal(signal.SIGHUP, handler(hangups))
+    while not done.is_set():
+        wake.wait()
+        wake.clear()
         if hangups.is_set():
             hangups.clear()
             if security is None:

@@ -6,6 +6,7 @@ thread; the pollers never wait for the server and the server never calls the API
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import html
 import logging
@@ -239,6 +240,29 @@ class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     request_queue_size = 1024  # bursts of scrapers wait in the backlog, not in SYN retries
+    # Seconds the accept loop sleeps between looks for a shutdown request when no connection
+    # comes; `shutdown` wakes it at once, so this only bounds idle wake-ups (each costs CPU
+    # time on virtual machines that charge a waiting thread for its timer).
+    poll_interval = 5.0
+
+    def serve_forever(self, poll_interval: float | None = None) -> None:
+        super().serve_forever(self.poll_interval if poll_interval is None else poll_interval)
+
+    def shutdown(self) -> None:
+        """Stop the accept loop now: it notices a shutdown request only when it wakes, so it
+        is woken with connections to itself until it has stopped."""
+        waiter = threading.Thread(target=ThreadingHTTPServer.shutdown, args=(self,), daemon=True)
+        waiter.start()
+        while waiter.is_alive():
+            self._wake()
+            waiter.join(0.05)
+
+    def _wake(self) -> None:
+        host, port = self.server_address[:2]
+        if host in ("", "0.0.0.0", "::"):
+            host = "::1" if self.address_family == socket.AF_INET6 else "127.0.0.1"
+        with contextlib.suppress(OSError):  # the loop then stops at its next look
+            socket.create_connection((str(host), int(port)), timeout=1).close()
 
     def handle_error(self, request: object, client_address: tuple[str, int]) -> None:
         # A client that hangs up mid-answer is routine; keep tracebacks out of stderr.
