@@ -19,10 +19,11 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import ClassVar
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -66,7 +67,7 @@ class Row:
 
     date: int
     published: float
-    record: dict[str, Any]
+    record: dict[str, object]  # as the API sends it: JSON values, typed by whoever reads them
     selected: int = -1
 
     def __post_init__(self) -> None:
@@ -165,7 +166,7 @@ class Traffic:
             else:
                 answer = rng.choice(BOT_REPLIES)
             date = minute + sec
-            record = {
+            record: dict[str, object] = {
                 "session_id": session_id,
                 "channel": channel,
                 "rp_id": rp,
@@ -215,7 +216,7 @@ class Traffic:
     def truth(self, first: int, last: int) -> Counter[tuple[str, str, str]]:
         """Ground truth: rows per (channel, rp_id, routing_answer) selected in `[first, last]`."""
         return Counter(
-            (r.record["channel"], r.record["rp_id"], r.record["routing_answer"])
+            (str(r.record["channel"]), str(r.record["rp_id"]), str(r.record["routing_answer"]))
             for r in self.rows(first, last)
         )
 
@@ -284,7 +285,7 @@ class Reply:
     delay: float = 0.0
 
 
-def _json_reply(status: int, payload: dict[str, Any]) -> Reply:
+def _json_reply(status: int, payload: Mapping[str, object]) -> Reply:
     return Reply(status, json.dumps(payload, ensure_ascii=False).encode())
 
 
@@ -315,7 +316,7 @@ class Simulator:
         cap_mode: str = "truncate",
         latency: float = 0.02,
         max_days: int = 31,
-        clock: Any = time.time,
+        clock: Callable[[], float] = time.time,
         faults: Faults | None = None,
         token_limit: int = 100_000,
         quota_zone: ZoneInfo | None = None,

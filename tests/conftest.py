@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -98,7 +98,7 @@ def expected_counts(
     """Ground truth keyed the way the exporter labels it (normalisation is unit-tested apart)."""
     out: Counter[tuple[str, str, str]] = Counter()
     for r in rows:
-        rec = r.record
+        rec = cast(dict[str, Any], r.record)  # JSON values, as the API sent them
         out[
             (
                 labels.channel(rec["channel"]),
@@ -132,7 +132,7 @@ def expected_kpis(rows: list[simulator.Row]) -> Kpis:
     sessions: dict[str, str] = {}
     transferred: set[str] = set()
     for r in rows:
-        rec = r.record
+        rec = cast(dict[str, Any], r.record)  # JSON values, as the API sent them
         channel = labels.channel(rec["channel"])
         outcomes[(channel, outcome_of(rec["routing_answer"]))] += 1
         sessions[rec["session_id"]] = channel
