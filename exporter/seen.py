@@ -92,10 +92,6 @@ class SeenRows:
     def __len__(self) -> int:
         return len(self.copies)
 
-    def get(self, fp: bytes) -> int:
-        """How many copies of this row were seen already."""
-        return self.copies.get(fp, 0)
-
     def admit(self, fp: bytes, copies: int, second: int) -> int:
         """Record that an answer held `copies` of a row; return how many of them are new."""
         seen = self.copies.get(fp, 0)
