@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 
 from benchmarks.common import T0, ZONE, machine
-from exporter import config, simulator, windowing
-from exporter.client import TokenGate
-from exporter.poller import Poller
+from exporter.api import windowing
+from exporter.api.client import TokenGate
+from exporter.polling.poller import Poller
+from exporter.settings import config
+from exporter.tools import simulator
 
 TOKEN = "bench-token"
 POLLS = 12
@@ -55,7 +57,7 @@ def run(rate_per_minute: float) -> tuple[int, int, int, int]:
     )
     poller = Poller(cfg.operations[0], cfg.polling, cfg.labels, TokenGate(0), clock=clock)
     ranges = _Ranges()
-    logger = logging.getLogger("exporter.poller")
+    logger = logging.getLogger("exporter.polling.poller")
     logger.addHandler(ranges)
     logger.setLevel(logging.INFO)
     try:

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from exporter.simulator import Row, Traffic
+from exporter.tools.simulator import Row, Traffic
 
 ZONE = ZoneInfo("America/Bogota")
 T0 = 1_790_000_100

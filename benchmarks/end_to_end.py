@@ -33,8 +33,8 @@ from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from benchmarks.common import best_of, machine
-from exporter import simulator
-from exporter.simulator import Reply
+from exporter.tools import simulator
+from exporter.tools.simulator import Reply
 from tests.process import free_port
 
 ZONE = ZoneInfo("America/Bogota")

@@ -13,9 +13,9 @@ import time
 from prometheus_client import CollectorRegistry, Counter
 
 from benchmarks.common import ZONE, answer_bytes, best_of, best_of_each, machine
-from exporter.aggregation import Tally
-from exporter.config import Labels
-from exporter.records import decode
+from exporter.api.records import decode
+from exporter.counting.tally import Tally
+from exporter.settings.config import Labels
 
 RECORDS = 60_000
 

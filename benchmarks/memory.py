@@ -15,10 +15,10 @@ import json
 import random
 
 from benchmarks.common import T0, ZONE, machine, rss_kib
-from exporter.aggregation import Tally
-from exporter.config import Kpis, Labels
-from exporter.records import decode
-from exporter.simulator import Traffic
+from exporter.api.records import decode
+from exporter.counting.tally import Tally
+from exporter.settings.config import Kpis, Labels
+from exporter.tools.simulator import Traffic
 
 TOTAL = 1_000_000
 INTERVAL = 300
@@ -71,7 +71,7 @@ def main() -> None:
 
 def session_bytes(n: int = 200_000) -> float:
     """Measured, not estimated: the RSS a Sessions store takes for n sessions."""
-    from exporter.seen import Sessions
+    from exporter.counting.seen import Sessions
 
     before = rss_kib("VmRSS")
     store = Sessions()

@@ -15,10 +15,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, generate_latest, start_http_server
 
 from benchmarks.common import best_of, machine
-from exporter import server
-from exporter.collector import WolkvoxCollector
-from exporter.counts import Counts
-from exporter.snapshot import Snapshot
+from exporter.counting.counts import Counts
+from exporter.exposition import server
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.polling.snapshot import Snapshot
 
 SERIES = 10_000
 

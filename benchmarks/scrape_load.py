@@ -23,11 +23,11 @@ from prometheus_client import CollectorRegistry, Counter, generate_latest, start
 
 from benchmarks.common import machine
 from benchmarks.scrape import FrozenPoller, free_port
-from exporter import server
-from exporter.collector import WolkvoxCollector
-from exporter.config import Labels
-from exporter.counts import Counts
-from exporter.snapshot import Snapshot
+from exporter.counting.counts import Counts
+from exporter.exposition import server
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.polling.snapshot import Snapshot
+from exporter.settings.config import Labels
 
 MAX_SERIES = Labels().max_series
 CHANNELS = 50

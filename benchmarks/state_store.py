@@ -30,11 +30,17 @@ from typing import Any
 import msgspec
 
 from benchmarks.common import T0, ZONE, answer_bytes, machine, rss_kib
-from exporter import records
-from exporter.aggregation import Tally
-from exporter.config import Kpis, Labels
-from exporter.seen import BUCKET
-from exporter.state import OperationState, StateStore, _V2OperationState, _V2StateFile, atomic_write
+from exporter.api import records
+from exporter.counting.seen import BUCKET
+from exporter.counting.tally import Tally
+from exporter.settings.config import Kpis, Labels
+from exporter.state.store import (
+    OperationState,
+    StateStore,
+    _V2OperationState,
+    _V2StateFile,
+    atomic_write,
+)
 
 HORIZON_BUCKETS = 144  # 24h of ten-minute buckets
 POLLS = 5

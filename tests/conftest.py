@@ -17,12 +17,14 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from exporter import config, labels, simulator
-from exporter.client import TokenGate
-from exporter.collector import WolkvoxCollector
+from exporter.api.client import TokenGate
+from exporter.counting import labels
+from exporter.exposition.collector import WolkvoxCollector
 from exporter.logs import LogfmtFormatter
-from exporter.poller import Poller
-from exporter.state import OperationState, StateStore
+from exporter.polling.poller import Poller
+from exporter.settings import config
+from exporter.state.store import OperationState, StateStore
+from exporter.tools import simulator
 from tests.process import Exporter
 
 TOKEN = "tok-3f9a1c77e2-SECRET"

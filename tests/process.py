@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter.simulator import Row
+from exporter.tools.simulator import Row
 
 Samples = dict[str, dict[tuple[tuple[str, str], ...], float]]
 PRIVATE_FIELDS = (

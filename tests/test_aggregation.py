@@ -3,10 +3,10 @@ from __future__ import annotations
 import json
 from zoneinfo import ZoneInfo
 
-from exporter import labels
-from exporter.aggregation import Tally
-from exporter.config import Labels
-from exporter.records import DateParser, decode, fingerprint
+from exporter.api.records import DateParser, decode, fingerprint
+from exporter.counting import labels
+from exporter.counting.tally import Tally
+from exporter.settings.config import Labels
 
 ZONE = ZoneInfo("America/Bogota")
 

@@ -15,11 +15,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter import windowing
-from exporter.backfill import Backfill, BackfillError, Request, write_state
-from exporter.config import Config
-from exporter.simulator import SELECT_BY, Traffic
-from exporter.state import StateStore
+from exporter.api import windowing
+from exporter.settings.config import Config
+from exporter.state.store import StateStore
+from exporter.tools.backfill import Backfill, BackfillError, Request, write_state
+from exporter.tools.simulator import SELECT_BY, Traffic
 from tests.conftest import (
     TOKEN,
     Clock,
@@ -382,7 +382,7 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
     import struct
     import termios
 
-    from exporter.backfill import Progress
+    from exporter.tools.backfill import Progress
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))

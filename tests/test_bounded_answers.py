@@ -17,8 +17,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from exporter.client import ApiError, Client, Outcome
-from exporter.simulator import Traffic
+from exporter.api.client import ApiError, Client, Outcome
+from exporter.tools.simulator import Traffic
 from tests.conftest import Clock, expected_counts, make_config, make_poller
 from tests.test_client import client as client_for
 from tests.test_poller import START, run_polls
@@ -119,7 +119,7 @@ def test_an_answer_announcing_more_than_the_limit_is_not_read(raw_api):
 _MEASURE = """
 import json, resource, sys
 from zoneinfo import ZoneInfo
-from exporter.client import ApiError, Client, TokenGate
+from exporter.api.client import ApiError, Client, TokenGate
 c = Client(url=sys.argv[1], token="t", zone=ZoneInfo("UTC"), gate=TokenGate(0),
            observe=lambda *_: None, timeout=60.0, retries=0, max_response_bytes=64 << 20)
 try:

@@ -14,10 +14,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from exporter.aggregation import Tally
-from exporter.config import Labels
-from exporter.records import InvalidAnswer, decode
-from exporter.simulator import Traffic
+from exporter.api.records import InvalidAnswer, decode
+from exporter.counting.tally import Tally
+from exporter.settings.config import Labels
+from exporter.tools.simulator import Traffic
 
 ZONE = ZoneInfo("America/Bogota")
 FIRST = 1_790_000_040

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter.client import ApiError, Client, Outcome, TokenGate
+from exporter.api.client import ApiError, Client, Outcome, TokenGate
 from tests.conftest import TOKEN
 
 Reply = tuple[int, bytes, dict[str, str]]
@@ -247,7 +247,7 @@ def test_token_info_reads_the_documented_shape_and_its_variants(api, body, limit
 
 
 def test_every_call_sends_the_wolkvox_server_header(api):
-    from exporter.config import Operation, Polling
+    from exporter.settings.config import Operation, Polling
 
     def op(**fields: str) -> Operation:
         return Operation.model_validate({"name": "a", "token": TOKEN, **fields})
@@ -274,6 +274,6 @@ def test_every_call_sends_the_wolkvox_server_header(api):
     ],
 )
 def test_the_declared_count_is_read_from_every_msg_variant(msg, declared):
-    from exporter.records import decode
+    from exporter.api.records import decode
 
     assert decode(env("200", msg, [])).declared() == declared

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from exporter import cli, config
+from exporter.cli import main as cli
+from exporter.settings import config
 
 VALID = """
 operations:

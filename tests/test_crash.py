@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from exporter import simulator
-from exporter.state import StateStore
+from exporter.state.store import StateStore
+from exporter.tools import simulator
 from tests.conftest import TOKEN, expected_counts, expected_kpis
 from tests.process import assert_private, by_label, interactions, parse
 

@@ -157,7 +157,7 @@ def test_the_build_stage_inputs_make_a_working_wheel(tmp_path):
     listing = subprocess.run(
         [sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True, text=True
     ).stdout
-    assert "exporter/cli.py" in listing and "entry_points.txt" in listing
+    assert "exporter/cli/main.py" in listing and "entry_points.txt" in listing
     assert "licenses/LICENSE" in listing
 
 

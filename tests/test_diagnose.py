@@ -10,8 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter import cli
-from exporter.simulator import SELECT_BY, Traffic
+from exporter.cli import main as cli
+from exporter.tools.simulator import SELECT_BY, Traffic
 from tests.conftest import TOKEN
 
 BOGOTA, MEXICO = "America/Bogota", "America/Mexico_City"  # UTC-5 and UTC-6, no DST

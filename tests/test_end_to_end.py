@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from exporter import simulator
+from exporter.tools import simulator
 from tests.conftest import TOKEN, expected_counts, promtool
 from tests.process import Exporter, assert_private, by_label, interactions, parse
 

@@ -10,10 +10,12 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as text_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_encoder
 
-from exporter import backfill, families, windowing
-from exporter.collector import WolkvoxCollector
-from exporter.simulator import Traffic
-from exporter.state import StateStore
+from exporter.api import windowing
+from exporter.exposition import families
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.state.store import StateStore
+from exporter.tools import backfill
+from exporter.tools.simulator import Traffic
 from tests.conftest import Clock, make_config, make_poller, other_poller
 
 ROOT = Path(__file__).parent.parent

@@ -8,9 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from exporter import windowing
-from exporter.client import Outcome, TokenGate
-from exporter.simulator import SELECT_BY, Faults, Traffic
+from exporter.api import windowing
+from exporter.api.client import Outcome, TokenGate
+from exporter.tools.simulator import SELECT_BY, Faults, Traffic
 from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
 from tests.process import assert_private, by_label, interactions
 

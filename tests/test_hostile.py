@@ -13,9 +13,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import labels, windowing
-from exporter.collector import WolkvoxCollector
-from exporter.simulator import Row, Traffic
+from exporter.api import windowing
+from exporter.counting import labels
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.tools.simulator import Row, Traffic
 from tests.conftest import Clock, expected_counts, make_config, make_poller, promtool
 
 START = 1_790_000_100

@@ -7,12 +7,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from exporter import config
-from exporter.aggregation import Tally
-from exporter.collector import WolkvoxCollector
-from exporter.config import Kpis, Labels
-from exporter.counts import TallyState
-from exporter.simulator import Traffic
+from exporter.counting.counts import TallyState
+from exporter.counting.tally import Tally
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.settings import config
+from exporter.settings.config import Kpis, Labels
+from exporter.tools.simulator import Traffic
 from tests.conftest import Clock, make_config, make_poller
 from tests.test_aggregation import BASE, ZONE, answer, row
 

@@ -17,7 +17,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from exporter import __version__, config
+from exporter import __version__
+from exporter.settings import config
 from tests.conftest import promtool
 
 ROOT = Path(__file__).parent.parent

@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import msgspec
 import pytest
 
-from exporter.records import (
+from exporter.api.records import (
     DateParser,
     InvalidAnswer,
     Record,

@@ -16,9 +16,10 @@ import pytest
 from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
-from exporter import server, windowing
-from exporter.collector import WolkvoxCollector
-from exporter.simulator import Traffic
+from exporter.api import windowing
+from exporter.exposition import server
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.tools.simulator import Traffic
 from tests.conftest import TOKEN, Clock, make_config, make_poller, promtool
 from tests.process import assert_private
 

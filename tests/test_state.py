@@ -13,15 +13,17 @@ from typing import Any
 import msgspec
 from prometheus_client import CollectorRegistry
 
-from exporter import cli, server, windowing
-from exporter import state as state_module
-from exporter.backfill import parse_when
-from exporter.client import TokenGate
-from exporter.collector import WolkvoxCollector
-from exporter.counts import Counts, TallyState
-from exporter.seen import Changes, unpack
-from exporter.simulator import Reply, Traffic
-from exporter.state import OperationState, StateStore
+from exporter.api import windowing
+from exporter.api.client import TokenGate
+from exporter.cli import main as cli
+from exporter.counting.counts import Counts, TallyState
+from exporter.counting.seen import Changes, unpack
+from exporter.exposition import server
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.state import store as state_module
+from exporter.state.store import OperationState, StateStore
+from exporter.tools.backfill import parse_when
+from exporter.tools.simulator import Reply, Traffic
 from tests.conftest import (
     Clock,
     assert_kpis,

@@ -32,7 +32,8 @@ import pytest
 from cryptography import x509
 from prometheus_client import CollectorRegistry
 
-from exporter import config, server, webconfig
+from exporter.exposition import server, webconfig
+from exporter.settings import config
 from tests.conftest import promtool
 from tests.pki import make_pki
 from tests.process import free_port

@@ -5,7 +5,7 @@ import itertools
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from exporter import windowing
+from exporter.api import windowing
 
 T0 = 1_780_000_200  # a multiple of 300 and of 900
 

@@ -43,8 +43,8 @@ from pydantic import (
     field_validator,
 )
 
-from exporter import strict_yaml
-from exporter.config import ConfigError, parse_duration
+from exporter.settings import strict_yaml
+from exporter.settings.config import ConfigError, parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -14,21 +14,14 @@ from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, ProcessCollector
 
-from exporter import (
-    __version__,
-    backfill,
-    config,
-    diagnose,
-    healthcheck,
-    logs,
-    server,
-    simulator,
-    webconfig,
-)
-from exporter.client import TokenGate
-from exporter.collector import WolkvoxCollector
-from exporter.poller import Poller
-from exporter.state import StateStore
+from exporter import __version__, logs
+from exporter.api.client import TokenGate
+from exporter.exposition import server, webconfig
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.polling.poller import Poller
+from exporter.settings import config
+from exporter.state.store import StateStore
+from exporter.tools import backfill, diagnose, healthcheck, simulator
 
 log = logging.getLogger("exporter")
 
@@ -550,6 +543,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return healthcheck_command(argv[1:])
     return run(argv)
 
-
-if __name__ == "__main__":
-    sys.exit(main())

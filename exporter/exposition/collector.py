@@ -20,9 +20,9 @@ from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from exporter import families
-from exporter.snapshot import Snapshot
-from exporter.state import StateStore
+from exporter.exposition import families
+from exporter.polling.snapshot import Snapshot
+from exporter.state.store import StateStore
 
 
 class SnapshotSource(Protocol):

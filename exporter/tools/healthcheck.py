@@ -15,7 +15,7 @@ import http.client
 import ssl
 from dataclasses import dataclass
 
-from exporter import config
+from exporter.settings import config
 
 # Answers that come from the exporter's request handler, whatever the web config asks of clients.
 ALIVE_STATUSES = {

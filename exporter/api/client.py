@@ -24,9 +24,10 @@ import msgspec
 import requests
 import urllib3
 
-from exporter import __version__, windowing
-from exporter.config import Operation, Polling
-from exporter.records import Answer, InvalidAnswer, decode, format_wall
+from exporter import __version__
+from exporter.api import windowing
+from exporter.api.records import Answer, InvalidAnswer, decode, format_wall
+from exporter.settings.config import Operation, Polling
 
 API = "diagram_9"
 T = TypeVar("T")

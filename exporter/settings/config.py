@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from exporter import strict_yaml
+from exporter.settings import strict_yaml
 
 DEFAULT_LISTEN_ADDRESS = ":9856"
 

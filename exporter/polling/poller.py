@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from exporter import windowing
-from exporter.aggregation import Ingested, Tally
-from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
-from exporter.config import Kpis, Labels, Operation, Polling, format_duration
-from exporter.records import Answer, format_when
-from exporter.snapshot import DURATION_BUCKETS, Snapshot
-from exporter.state import OperationState, StateStore
+from exporter.api import windowing
+from exporter.api.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
+from exporter.api.records import Answer, format_when
+from exporter.counting.tally import Ingested, Tally
+from exporter.polling.snapshot import DURATION_BUCKETS, Snapshot
+from exporter.settings.config import Kpis, Labels, Operation, Polling, format_duration
+from exporter.state.store import OperationState, StateStore
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,11 @@ from zoneinfo import ZoneInfo
 
 import msgspec
 
-from exporter import labels
-from exporter.config import Kpis, Labels
-from exporter.counts import Counts, LabelKey, Ledger, TallyState
-from exporter.records import Answer, DateParser, Record, decode_rows, fingerprint
-from exporter.seen import SeenRows, Sessions, session_keys
+from exporter.api.records import Answer, DateParser, Record, decode_rows, fingerprint
+from exporter.counting import labels
+from exporter.counting.counts import Counts, LabelKey, Ledger, TallyState
+from exporter.counting.seen import SeenRows, Sessions, session_keys
+from exporter.settings.config import Kpis, Labels
 
 __all__ = ["Ingested", "LabelKey", "Tally"]
 

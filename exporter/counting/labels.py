@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from itertools import product
 from typing import Any
 
-from exporter.config import Kpis, Labels
-from exporter.counts import LIMITED_LABELS, LabelKey, Labelled, RawGroup
+from exporter.counting.counts import LIMITED_LABELS, LabelKey, Labelled, RawGroup
+from exporter.settings.config import Kpis, Labels
 
 OTHER = "__other__"
 EMPTY = "__empty__"

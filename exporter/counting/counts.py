@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 
-from exporter.config import TRANSFERRED
+from exporter.settings.config import TRANSFERRED
 
 LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
 # The raw field values of a group of records and the start of the window they count in.

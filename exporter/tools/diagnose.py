@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from exporter import windowing
-from exporter.client import ApiError, Client, Outcome, TokenGate
-from exporter.config import Operation, Polling, format_duration
-from exporter.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows, fingerprint
+from exporter.api import windowing
+from exporter.api.client import ApiError, Client, Outcome, TokenGate
+from exporter.api.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows, fingerprint
+from exporter.settings.config import Operation, Polling, format_duration
 
 # Spans asked in turn, as (before now, after now), until one holds rows. Each reaches past now,
 # so that rows of an API whose wall time runs ahead of the configured zone come back too.

@@ -27,13 +27,14 @@ from typing import IO, Any
 
 import msgspec
 
-from exporter import families, windowing
-from exporter.aggregation import Tally
-from exporter.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
-from exporter.config import Config, Operation
-from exporter.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows
-from exporter.snapshot import Snapshot
-from exporter.state import OperationState, StateStore, atomic_write
+from exporter.api import windowing
+from exporter.api.client import ApiError, Client, Outcome, TokenGate, fetch_within_cap
+from exporter.api.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows
+from exporter.counting.tally import Tally
+from exporter.exposition import families
+from exporter.polling.snapshot import Snapshot
+from exporter.settings.config import Config, Operation
+from exporter.state.store import OperationState, StateStore, atomic_write
 
 log = logging.getLogger(__name__)
 

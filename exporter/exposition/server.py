@@ -22,9 +22,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
-from exporter.poller import Poller
-from exporter.state import StateStore
-from exporter.webconfig import Security
+from exporter.exposition.webconfig import Security
+from exporter.polling.poller import Poller
+from exporter.state.store import StateStore
 
 TEXT = "text/plain; charset=utf-8"
 

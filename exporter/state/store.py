@@ -28,8 +28,8 @@ from pathlib import Path
 
 import msgspec
 
-from exporter.counts import Counts, TallyState
-from exporter.seen import Changes, pack
+from exporter.counting.counts import Counts, TallyState
+from exporter.counting.seen import Changes, pack
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,1 @@
+"""The command line: the exporter and its subcommands."""

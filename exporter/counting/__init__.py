@@ -1,0 +1,1 @@
+"""Rows into counts: labels, each row once, sessions, the tally."""

@@ -1,0 +1,1 @@
+"""Snapshots into /metrics: the metric families, their encoding, the HTTP server."""

@@ -1,0 +1,1 @@
+"""The loop of an operation: plan, read, count, save, publish a snapshot."""

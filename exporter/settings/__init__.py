@@ -1,0 +1,1 @@
+"""What the operator configures: the YAML file, validated into frozen settings."""
