@@ -55,7 +55,7 @@ def run(rate_per_minute: float) -> tuple[int, int, int, int]:
             "polling": {"request_spacing": "0s"},
         }
     )
-    poller = Poller(cfg.operations[0], cfg.polling, cfg.labels, TokenGate(0), clock=clock)
+    poller = Poller(cfg.per_operation()[0], TokenGate(0), clock=clock)
     ranges = _Ranges()
     logger = logging.getLogger("exporter.polling.poller")
     logger.addHandler(ranges)
@@ -96,7 +96,7 @@ def busy(rate_per_minute: float, polls: int = 3) -> tuple[int, float, int]:
             "polling": {"request_spacing": "0s"},
         }
     )
-    poller = Poller(cfg.operations[0], cfg.polling, cfg.labels, TokenGate(0), clock=clock)
+    poller = Poller(cfg.per_operation()[0], TokenGate(0), clock=clock)
     try:
         next_poll(poller, now)
         first = sim.stats.requests

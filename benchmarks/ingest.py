@@ -12,16 +12,16 @@ import time
 
 from prometheus_client import CollectorRegistry, Counter
 
-from benchmarks.common import ZONE, answer_bytes, best_of, best_of_each, machine
+from benchmarks.common import answer_bytes, best_of, best_of_each, machine
 from exporter.api.records import decode
 from exporter.counting.tally import Tally
-from exporter.settings.config import Labels
+from tests.conftest import operation_settings
 
 RECORDS = 60_000
 
 
 def ours(body: bytes, first: int, last: int) -> Tally:
-    tally = Tally(ZONE, 300, Labels())
+    tally = Tally(operation_settings())
     tally.ingest(decode(body), first, last)
     return tally
 
@@ -33,7 +33,7 @@ def into_busy_tally(body: bytes, first: int, last: int, repeat: int = 9) -> floa
     other, o_first, o_last = answer_bytes(RECORDS, seed=2, start=last + 1)
     best = float("inf")
     for _ in range(repeat):
-        tally = Tally(ZONE, 300, Labels())
+        tally = Tally(operation_settings())
         tally.ingest(decode(other), o_first, o_last)
         started = time.perf_counter()
         tally.ingest(decode(body), first, last)

@@ -17,8 +17,8 @@ import random
 from benchmarks.common import T0, ZONE, machine, rss_kib
 from exporter.api.records import decode
 from exporter.counting.tally import Tally
-from exporter.settings.config import Kpis, Labels
 from exporter.tools.simulator import Traffic
+from tests.conftest import operation_settings
 
 TOTAL = 1_000_000
 INTERVAL = 300
@@ -28,7 +28,7 @@ RATE = 1000  # records per minute: 5,000 per window, so 100k records outlast the
 def main() -> None:
     idle = rss_kib("VmRSS")
     traffic = Traffic(seed=3, zone=ZONE, rate_per_minute=RATE, daily_curve=False)
-    tally = Tally(ZONE, INTERVAL, Labels(), Kpis(session_horizon=3600))
+    tally = Tally(operation_settings(interval=f"{INTERVAL}s", kpis={"session_horizon": "1h"}))
     rows_by_minute: dict[int, list[dict[str, object]]] = {}
     rng = random.Random(1)
     counted = 0

@@ -90,7 +90,7 @@ def baseline_registry(series: int) -> CollectorRegistry:
 def _serve(which: str, port: int, series: int) -> None:
     if which == "ours":
         poller = FrozenPoller(worst_case(series))
-        app = server.App(ours_registry(series), [poller])  # type: ignore[list-item]
+        app = server.App(ours_registry(series), [poller])
         server.serve(app, "127.0.0.1", port)
     else:
         start_http_server(port, addr="127.0.0.1", registry=baseline_registry(series))

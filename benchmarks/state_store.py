@@ -29,11 +29,10 @@ from typing import Any
 
 import msgspec
 
-from benchmarks.common import T0, ZONE, answer_bytes, machine, rss_kib
+from benchmarks.common import T0, answer_bytes, machine, rss_kib
 from exporter.api import records
 from exporter.counting.seen import BUCKET
 from exporter.counting.tally import Tally
-from exporter.settings.config import Kpis, Labels
 from exporter.state.store import (
     OperationState,
     StateStore,
@@ -41,6 +40,7 @@ from exporter.state.store import (
     _V2StateFile,
     atomic_write,
 )
+from tests.conftest import operation_settings
 
 HORIZON_BUCKETS = 144  # 24h of ten-minute buckets
 POLLS = 5
@@ -51,7 +51,7 @@ def reset_peak() -> None:
 
 
 def new_tally() -> Tally:
-    return Tally(ZONE, 300, Labels(), Kpis())
+    return Tally(operation_settings())
 
 
 def counted() -> Tally:

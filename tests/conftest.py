@@ -8,7 +8,7 @@ import re
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
@@ -23,6 +23,7 @@ from exporter.exposition.collector import WolkvoxCollector
 from exporter.logs import LogfmtFormatter
 from exporter.polling.poller import Poller
 from exporter.settings import config
+from exporter.settings.config import OperationSettings
 from exporter.state.store import OperationState, StateStore
 from exporter.tools import simulator
 from tests.process import Exporter
@@ -70,28 +71,42 @@ def make_poller(
     saved: OperationState | None = None,
 ) -> Poller:
     return Poller(
-        cfg.operations[index],
-        cfg.polling,
-        cfg.labels,
+        cfg.per_operation()[index],
         gate or TokenGate(cfg.polling.request_spacing),
         clock=clock,
         store=store,
         saved=saved,
-        kpis=cfg.kpis,
     )
 
 
 def other_poller(url: str, clock: Clock, store: StateStore | None = None) -> Poller:
     """A second operation, `other`, beside make_poller's `main`: its own simulator and gate."""
     cfg = make_config(url)
-    return Poller(
-        cfg.operations[0].model_copy(update={"name": "other"}),
-        cfg.polling,
-        cfg.labels,
-        TokenGate(0),
-        clock=clock,
-        store=store,
+    other = cfg.model_copy(
+        update={"operations": [cfg.operations[0].model_copy(update={"name": "other"})]}
     )
+    return Poller(other.per_operation()[0], TokenGate(0), clock=clock, store=store)
+
+
+def operation_settings(
+    zone: str = "America/Bogota",
+    interval: str = "5m",
+    labels: Mapping[str, object] | None = None,
+    kpis: Mapping[str, object] | None = None,
+) -> OperationSettings:
+    """One operation's settings for code that never calls its API, built as the exporter
+    builds them: from a config mapping."""
+    cfg = config.from_mapping(
+        {
+            "operations": [
+                {"name": "main", "base_url": "http://127.0.0.1:9", "token": "t", "timezone": zone}
+            ],
+            "polling": {"interval": interval},
+            "labels": dict(labels or {}),
+            "kpis": dict(kpis or {}),
+        }
+    )
+    return cfg.per_operation()[0]
 
 
 def expected_counts(

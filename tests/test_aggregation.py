@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from exporter.api.records import DateParser, decode, fingerprint
 from exporter.counting import labels
 from exporter.counting.tally import Tally
-from exporter.settings.config import Labels
+from tests.conftest import operation_settings
 
 ZONE = ZoneInfo("America/Bogota")
 
@@ -44,7 +44,7 @@ def answer(*rows: dict[str, object]):
 
 
 def tally(**limits: object) -> Tally:
-    return Tally(ZONE, 300, Labels.model_validate(limits))
+    return Tally(operation_settings(labels=limits))
 
 
 def test_identical_rows_in_one_answer_are_distinct_interactions():

@@ -18,7 +18,8 @@ import pytest
 from exporter.api import windowing
 from exporter.settings.config import Config
 from exporter.state.store import StateStore
-from exporter.tools.backfill import Backfill, BackfillError, Request, write_state
+from exporter.tools.backfill.replay import Backfill, write_state
+from exporter.tools.backfill.request import BackfillError, Request
 from exporter.tools.simulator import SELECT_BY, Traffic
 from tests.conftest import (
     TOKEN,
@@ -191,14 +192,14 @@ def test_an_interrupted_backfill_resumes_and_writes_the_same_file(tmp_path, sim_
         }
     )
     whole = Backfill(
-        Request(cfg, first_text, end_text, tmp_path / "whole.om", cfg.operations, 3600)
+        Request(cfg, first_text, end_text, tmp_path / "whole.om", cfg.per_operation(), 3600)
     )
     whole.run()
     used = sim.stats.requests
 
     # The quota runs out a third of the way: the run stops with a clear error, then resumes.
     sim.token_limit = sim.used_today(TOKEN) + used // 3
-    request = Request(cfg, first_text, end_text, tmp_path / "part.om", cfg.operations, 3600)
+    request = Request(cfg, first_text, end_text, tmp_path / "part.om", cfg.per_operation(), 3600)
     with pytest.raises(BackfillError, match="quota is used up; run the same command again"):
         Backfill(request).run()
     assert not (tmp_path / "part.om").exists()
@@ -259,7 +260,7 @@ def test_backfill_refuses_what_would_be_wrong(tmp_path, sim_factory):
     now = datetime.now(ZONE)
 
     def attempt(start: str, end: str, output: str = "x.om") -> None:
-        Backfill(Request(cfg, start, end, tmp_path / output, cfg.operations, 3600)).run()
+        Backfill(Request(cfg, start, end, tmp_path / output, cfg.per_operation(), 3600)).run()
 
     soon = now + timedelta(minutes=5)
     soon = soon.replace(minute=soon.minute - soon.minute % 5, second=0)
@@ -309,7 +310,7 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
         datetime.fromtimestamp(start, op.zone).strftime(fmt),
         datetime.fromtimestamp(end, op.zone).strftime(fmt),
         tmp_path / "history.om",
-        cfg.operations,
+        cfg.per_operation(),
         3600,
     )
     job = Backfill(request, now=clock)
@@ -382,7 +383,7 @@ def test_progress_is_a_bar_on_a_terminal_and_log_lines_otherwise(caplog):
     import struct
     import termios
 
-    from exporter.tools.backfill import Progress
+    from exporter.tools.backfill.progress import Progress
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))

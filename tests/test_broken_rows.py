@@ -16,8 +16,8 @@ from hypothesis import strategies as st
 
 from exporter.api.records import InvalidAnswer, decode
 from exporter.counting.tally import Tally
-from exporter.settings.config import Labels
 from exporter.tools.simulator import Traffic
+from tests.conftest import operation_settings
 
 ZONE = ZoneInfo("America/Bogota")
 FIRST = 1_790_000_040
@@ -56,7 +56,7 @@ def body(rows: list[bytes], code: bytes = b'"200"') -> bytes:
 
 
 def tally() -> Tally:
-    return Tally(ZONE, 300, Labels())
+    return Tally(operation_settings())
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])

@@ -247,7 +247,7 @@ def test_token_info_reads_the_documented_shape_and_its_variants(api, body, limit
 
 
 def test_every_call_sends_the_wolkvox_server_header(api):
-    from exporter.settings.config import Operation, Polling
+    from exporter.settings.config import Operation, OperationSettings, Polling
 
     def op(**fields: str) -> Operation:
         return Operation.model_validate({"name": "a", "token": TOKEN, **fields})
@@ -257,7 +257,8 @@ def test_every_call_sends_the_wolkvox_server_header(api):
     assert op(base_url="http://127.0.0.1:8089").server_number is None
     script, url = api
     configured = op(server="0032", base_url=url.split("/api/")[0])
-    c = Client.for_operation(configured, Polling(retries=0), TokenGate(0), lambda *_: None)
+    settings = OperationSettings(configured, Polling(retries=0))
+    c = Client.for_operation(settings, TokenGate(0), lambda *_: None)
     script.replies = [(404, b"", {}), (200, TOKEN_INFO_SAMPLE, {})]
     c.fetch(0, 10)
     c.token_info()

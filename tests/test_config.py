@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from exporter.cli import main as cli
-from exporter.settings import config
+from exporter.settings import config, durations
 
 VALID = """
 operations:
@@ -67,13 +67,13 @@ def test_example_config_is_valid(monkeypatch):
     ],
 )
 def test_durations_accept_prometheus_style(value, seconds):
-    assert config.parse_duration(value) == seconds
+    assert durations.parse_duration(value) == seconds
 
 
 @pytest.mark.parametrize("value", ["5 minutes", "m5", "", "-5m", True, "1.5m"])
 def test_bad_durations_say_what_is_expected(value):
     with pytest.raises(ValueError, match="duration"):
-        config.parse_duration(value)
+        durations.parse_duration(value)
 
 
 def test_every_mistake_is_reported_with_its_location(tmp_path, monkeypatch):
@@ -165,7 +165,8 @@ def test_readme_documents_every_flag():
     readme = (Path(__file__).parent.parent / "README.md").read_text()
     flags = [
         opt
-        for parser in (cli._run_parser(), cli._check_parser(), cli._backfill_parser())
+        for name, parser in cli.parsers().items()
+        if name in ("run", "check", "backfill")
         for action in parser._actions
         for opt in action.option_strings
         if opt.startswith("--") and opt not in ("--help", "--version", "--config.file")

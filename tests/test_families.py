@@ -14,7 +14,7 @@ from exporter.api import windowing
 from exporter.exposition import families
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.state.store import StateStore
-from exporter.tools import backfill
+from exporter.tools.backfill import replay as backfill
 from exporter.tools.simulator import Traffic
 from tests.conftest import Clock, make_config, make_poller, other_poller
 

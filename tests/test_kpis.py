@@ -11,14 +11,13 @@ from exporter.counting.counts import TallyState
 from exporter.counting.tally import Tally
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.settings import config
-from exporter.settings.config import Kpis, Labels
 from exporter.tools.simulator import Traffic
-from tests.conftest import Clock, make_config, make_poller
-from tests.test_aggregation import BASE, ZONE, answer, row
+from tests.conftest import Clock, make_config, make_poller, operation_settings
+from tests.test_aggregation import BASE, answer, row
 
 
 def kpi_tally(**kpis: Any) -> Tally:
-    return Tally(ZONE, 300, Labels(), Kpis.model_validate(kpis))
+    return Tally(operation_settings(kpis=kpis))
 
 
 def rows(*specs: dict[str, Any]) -> Any:

@@ -43,9 +43,7 @@ def _imported_packages(path: Path) -> set[str]:
             else:  # from exporter import x: x is a root module or a package
                 found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.Import):
-            found.update(
-                a.name.split(".")[1] for a in node.names if a.name.startswith("exporter.")
-            )
+            found.update(a.name.split(".")[1] for a in node.names if a.name.startswith("exporter."))
     return found
 
 
@@ -80,7 +78,9 @@ def test_no_function_in_the_package_is_longer_than_a_screen():
                 assert node.end_lineno is not None
                 lines = node.end_lineno - node.lineno + 1
                 if lines > MAX_FUNCTION_LINES:
-                    long.append(f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)")
+                    long.append(
+                        f"{path.relative_to(PACKAGE)}:{node.lineno} {node.name} ({lines} lines)"
+                    )
     assert long == [], f"split these (at most {MAX_FUNCTION_LINES} lines each): {long}"
 
 

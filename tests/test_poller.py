@@ -109,7 +109,7 @@ def test_a_quiet_operation_catches_up_an_outage_in_hour_long_requests(sim_factor
     clock.now += 6 * 3600 + 1800  # six and a half hours of outage
     poller.poll_once()
     sim.tokens.update(down)
-    with caplog.at_level(logging.INFO, logger="exporter.polling.poller"):
+    with caplog.at_level(logging.INFO, logger="exporter.polling"):
         caplog.clear()  # only this block's records, whatever earlier tests left set
         run_polls(poller, clock, 1, 300, 60)
     snap = poller.snapshot()
@@ -138,7 +138,7 @@ def test_catch_up_requests_shrink_as_soon_as_traffic_grows(sim_factory, caplog):
     run_polls(poller, clock, 3, 300, 60)  # closed: empty windows
     before = sim.stats.requests
     clock.now += 5 * 3600
-    with caplog.at_level(logging.INFO, logger="exporter.polling.poller"):
+    with caplog.at_level(logging.INFO, logger="exporter.polling"):
         caplog.clear()  # only this block's records, whatever earlier tests left set
         run_polls(poller, clock, 1, 300, 60)
     (done,) = [r for r in caplog.records if r.getMessage() == "poll done"]

@@ -22,7 +22,7 @@ from exporter.exposition import server
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.state import store as state_module
 from exporter.state.store import OperationState, StateStore
-from exporter.tools.backfill import parse_when
+from exporter.tools.backfill.request import parse_when
 from exporter.tools.simulator import Reply, Traffic
 from tests.conftest import (
     Clock,
@@ -154,7 +154,7 @@ def test_an_unwritable_state_path_is_logged_and_the_poller_keeps_counting(
     assert "could not save state" in caplog.text
     # Visible beyond the log: a counter for the alert, and /-/ready turns false.
     assert store.save_failures >= 2 and not store.last_save_ok
-    app = server.App(CollectorRegistry(), [poller])
+    app = server.App(CollectorRegistry(), [poller], stores=[store])
     assert poller.ready and not app.ready()
     registry = CollectorRegistry(auto_describe=False)
     registry.register(WolkvoxCollector([poller], 300, store))

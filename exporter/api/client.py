@@ -27,7 +27,7 @@ import urllib3
 from exporter import __version__
 from exporter.api import windowing
 from exporter.api.records import Answer, InvalidAnswer, decode, format_wall
-from exporter.settings.config import Operation, Polling
+from exporter.settings.config import OperationSettings
 
 API = "diagram_9"
 T = TypeVar("T")
@@ -269,8 +269,7 @@ class Client:
     @classmethod
     def for_operation(
         cls,
-        op: Operation,
-        polling: Polling,
+        settings: OperationSettings,
         gate: TokenGate,
         observe: RequestObserver,
         *,
@@ -278,6 +277,7 @@ class Client:
         retries: int | None = None,
     ) -> Client:
         """The client of a configured operation, with the polling settings' timeouts and retries."""
+        op, polling = settings.operation, settings.polling
         return cls(
             url=op.url,
             token=op.secret(),

@@ -17,16 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 
 import msgspec
 
+from exporter.counting.labels import LIMITED_LABELS, LabelKey, Labelled, RawGroup
 from exporter.settings.config import TRANSFERRED
 
-LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
-# The raw field values of a group of records and the start of the window they count in.
-RawGroup = tuple[str, str | int, str | None, int]
-# What a raw label set counts as: its label set, the labels folded into __other__, its outcome.
-Labelled = tuple[LabelKey, tuple[str, ...], str]
-
 REJECT_REASONS = ("undecodable", "missing_field", "invalid_type", "invalid_date")
-LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
 
 
 class Counts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

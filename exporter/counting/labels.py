@@ -14,8 +14,15 @@ from collections.abc import Mapping
 from itertools import product
 from typing import Any
 
-from exporter.counting.counts import LIMITED_LABELS, LabelKey, Labelled, RawGroup
 from exporter.settings.config import Kpis, Labels
+
+LIMITED_LABELS = ("channel", "rp_id", "routing_answer")
+LabelKey = tuple[str, str, str]  # channel, rp_id, routing_answer
+# The raw field values of a group of records and the start of the window they count in.
+RawGroup = tuple[str, str | int, str | None, int]
+# What a raw label set counts as: its label set, the labels folded into __other__, its outcome.
+Labelled = tuple[LabelKey, tuple[str, ...], str]
+
 
 OTHER = "__other__"
 EMPTY = "__empty__"

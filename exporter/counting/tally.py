@@ -14,15 +14,15 @@ from dataclasses import dataclass
 from itertools import compress, count, groupby, repeat
 from operator import attrgetter, itemgetter, mod, sub
 from typing import Any, cast
-from zoneinfo import ZoneInfo
 
 import msgspec
 
 from exporter.api.records import Answer, DateParser, Record, decode_rows, fingerprint
 from exporter.counting import labels
-from exporter.counting.counts import Counts, LabelKey, Ledger, TallyState
+from exporter.counting.counts import Counts, Ledger, TallyState
+from exporter.counting.labels import LabelKey
 from exporter.counting.seen import SeenRows, Sessions, session_keys
-from exporter.settings.config import Kpis, Labels
+from exporter.settings.config import OperationSettings
 
 __all__ = ["Ingested", "LabelKey", "Tally"]
 
@@ -72,16 +72,14 @@ class Tally:
     customer memories); the ledger owns the counts. Both are what a restart restores.
     """
 
-    def __init__(
-        self, zone: ZoneInfo, interval: int, config: Labels, kpis: Kpis | None = None
-    ) -> None:
-        self.interval = interval
-        kpis = kpis or Kpis()
+    def __init__(self, settings: OperationSettings) -> None:
+        self.interval = settings.interval
+        kpis = settings.kpis
         self.session_horizon = int(kpis.session_horizon)
-        self.labels = labels.Labeler(config, kpis)
+        self.labels = labels.Labeler(settings.labels, kpis)
         self.outcome_names = self.labels.classify.names
-        self.ledger = Ledger(config.last_window_retention)
-        self.parse_date = DateParser(zone)
+        self.ledger = Ledger(settings.labels.last_window_retention)
+        self.parse_date = DateParser(settings.zone)
         self.seen = SeenRows()
         self.sessions = Sessions()
         # (raw channel, customer hash) by window start, of the open windows; memory only, never

@@ -13,16 +13,22 @@ Sample output:
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from typing import Protocol, cast
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 from prometheus_client.core import Metric
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
-from exporter.exposition import families
+from exporter.exposition import encoding, families
+from exporter.exposition.encoding import Encoder
 from exporter.polling.snapshot import Snapshot
-from exporter.state.store import StateStore
+
+
+class SaveCounter(Protocol):
+    """What the page shows of a state store: how many of its saves failed."""
+
+    @property
+    def save_failures(self) -> int: ...
 
 
 class SnapshotSource(Protocol):
@@ -31,38 +37,13 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
-class _Fixed:
-    """Metrics to encode: what prometheus_client's encoders ask a registry for."""
-
-    def __init__(self, metrics: Iterable[Metric]) -> None:
-        self.metrics = list(metrics)
-
-    def collect(self) -> Iterator[Metric]:
-        return iter(self.metrics)
-
-
-Encoder = Callable[[_Fixed], bytes]  # prometheus_client's generate_latest, text or OpenMetrics
-_EOF = b"# EOF\n"
-# How both encoders write a sample's value (prometheus_client ships it without annotations).
-_number = cast(Callable[[float], str], floatToGoString)
-
-
-def _split(text: bytes) -> tuple[bytes, bytes]:
-    """One family's exposition as (its # HELP/# TYPE lines, its samples), end marker dropped."""
-    text = text.removesuffix(_EOF)
-    at = 0
-    while text.startswith(b"#", at):
-        at = text.index(b"\n", at) + 1
-    return text[:at], text[at:]
-
-
 # A series' line up to its value, the value last written, and the whole line with it.
 _Line = tuple[bytes, float | None, bytes]
 
 
 class WolkvoxCollector(Collector):
     def __init__(
-        self, sources: Sequence[SnapshotSource], interval: float, store: StateStore | None = None
+        self, sources: Sequence[SnapshotSource], interval: float, store: SaveCounter | None = None
     ) -> None:
         self.sources = sources
         self.store = store
@@ -97,11 +78,11 @@ class WolkvoxCollector(Collector):
             headers = self._headers.get(encoder)
             if headers is None:
                 empty = families.render([], self.every)
-                headers = self._headers[encoder] = [_split(encoder(_Fixed([m])))[0] for m in empty]
+                headers = self._headers[encoder] = [encoding.header(encoder, m) for m in empty]
             bodies = [self._operation(encoder, s) for s in snaps]
         out = [header + b"".join(b[i] for b in bodies) for i, header in enumerate(headers)]
         save_failures = self.store.save_failures if self.store else None
-        tail = encoder(_Fixed(families.process(save_failures)))
+        tail = encoder(encoding.Fixed(families.process(save_failures)))
         return b"".join(out) + tail
 
     def _operation(self, encoder: Encoder, snap: Snapshot) -> list[bytes]:
@@ -119,8 +100,7 @@ class WolkvoxCollector(Collector):
         that had rows, so most lines are reused as they are. Only the series of the current
         snapshot are kept."""
         if family.read is None:  # a histogram: a few lines, encoded whole
-            (metric,) = families.render([snap], self.every, [family])
-            return _split(encoder(_Fixed([metric])))[1]
+            return encoding.samples(encoder, list(families.render([snap], self.every, [family])))
         key = (encoder, snap.name, family.name)
         known = self._lines.get(key, {})
         current: dict[tuple[str, ...], _Line] = {}
@@ -129,11 +109,9 @@ class WolkvoxCollector(Collector):
             if last is None:
                 one = family.new(self.every, ("operation", *family.labels))
                 one.add_metric([snap.name, *labels], 0.0)
-                line = _split(encoder(_Fixed([one])))[1]
-                prefix = line[: line.rindex(b" ") + 1]
-                last = (prefix, None, b"")
+                last = (encoding.line_prefix(encoder, one), None, b"")
             if last[1] != value:
-                last = (last[0], value, last[0] + _number(value).encode() + b"\n")
+                last = (last[0], value, last[0] + encoding.number(value).encode() + b"\n")
             current[labels] = last
         self._lines[key] = current
         return b"".join([line for _, _, line in current.values()])

@@ -21,7 +21,7 @@ from prometheus_client.core import (
 
 from exporter import __version__
 from exporter.polling.snapshot import DURATION_BUCKETS, Snapshot
-from exporter.settings.config import format_duration
+from exporter.settings.durations import format_duration
 
 Kind = Literal["counter", "gauge", "histogram"]
 Buckets = tuple[list[tuple[str, float]], float]  # (upper bound, cumulative count), and the sum

@@ -7,7 +7,6 @@ thread; the pollers never wait for the server and the server never calls the API
 from __future__ import annotations
 
 import contextlib
-import gzip
 import html
 import logging
 import socket
@@ -16,15 +15,14 @@ import threading
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import ClassVar, Protocol
 
 from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
 
 from exporter import __version__
+from exporter.exposition import encoding
 from exporter.exposition.webconfig import Security
-from exporter.polling.poller import Poller
-from exporter.state.store import StateStore
+from exporter.polling.snapshot import Snapshot
 
 TEXT = "text/plain; charset=utf-8"
 
@@ -37,19 +35,41 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+class Published(Protocol):
+    """An operation as the server reports it: a poller, seen only through what it published."""
+
+    def snapshot(self) -> Snapshot: ...
+
+    @property
+    def ready(self) -> bool: ...
+
+
+class SavedState(Protocol):
+    """A state store as the server reports it."""
+
+    @property
+    def save_failures(self) -> int: ...
+
+    @property
+    def last_save_ok(self) -> bool: ...
+
+
 class App:
-    """What the handlers need: the registry to render and the pollers to report on."""
+    """What the handlers need: the registry to render, the operations and state stores to
+    report on."""
 
     def __init__(
         self,
         registry: CollectorRegistry,
-        pollers: Sequence[Poller],
+        pollers: Sequence[Published],
         security: Security | None = None,
         live: CollectorRegistry | None = None,
-        page: Callable[[Callable[[Any], bytes]], bytes] | None = None,
+        page: Callable[[encoding.Encoder], bytes] | None = None,
+        stores: Sequence[SavedState] = (),
     ) -> None:
         self.registry = registry
         self.pollers = pollers
+        self.stores = stores
         self.security = security
         self.live = live  # rendered at every scrape (process_*), after the cached part
         # Renders what the encoder would write for `registry`, reusing what did not change
@@ -66,38 +86,32 @@ class App:
         once per format (and its gzip once) and served as bytes to every scrape until then. A
         crowd of scrapers after a commit waits for one render rather than doing 200.
         """
-        encoder, content_type = choose_encoder(accept)
-        openmetrics = content_type.startswith("application/openmetrics-text")
+        encoder, content_type, openmetrics = encoding.negotiate(accept)
         version = self._version()
         key = (content_type, gzipped)
         with self._render:
             cached = self._pages.get(key)
             if cached is None or not _same(cached[0], version):
                 body = self.page(encoder) if self.page is not None else encoder(self.registry)
-                if openmetrics:  # the live part comes after, and `# EOF` after that
-                    body = body.removesuffix(_EOF)
+                body = encoding.cached_part(body, openmetrics)
                 if gzipped:
-                    body = gzip.compress(body, compresslevel=1)
+                    body = encoding.compress(body)
                 cached = self._pages[key] = (version, body)
-        live = encoder(self.live) if self.live is not None else (_EOF if openmetrics else b"")
-        if gzipped:  # a second gzip member: decoders read concatenated members as one stream
-            live = gzip.compress(live, compresslevel=1)
+        live = encoding.scraped_part(self.live, encoder, openmetrics)
+        if gzipped:
+            live = encoding.compress(live)
         return cached[1] + live, content_type
 
     def _version(self) -> tuple[object, ...]:
         return (
             *(p.snapshot() for p in self.pollers),
-            *(s.save_failures for s in self._stores()),
+            *(s.save_failures for s in self.stores),
         )
-
-    def _stores(self) -> list[StateStore]:
-        """The state stores behind the pollers, each once (operations share the process's)."""
-        return list({id(p.store): p.store for p in self.pollers if p.store is not None}.values())
 
     def ready(self) -> bool:
         """Every operation has published a successful poll, and the state file (if any) was
         saved the last time it was written."""
-        return all(p.ready for p in self.pollers) and all(s.last_save_ok for s in self._stores())
+        return all(p.ready for p in self.pollers) and all(s.last_save_ok for s in self.stores)
 
     def landing(self) -> bytes:
         rows = []
@@ -128,9 +142,6 @@ class App:
 </table></body></html>
 """
         return page.encode()
-
-
-_EOF = b"# EOF\n"
 
 
 def _same(a: tuple[object, ...], b: tuple[object, ...]) -> bool:

@@ -44,7 +44,8 @@ from pydantic import (
 )
 
 from exporter.settings import strict_yaml
-from exporter.settings.config import ConfigError, parse_duration
+from exporter.settings.config import ConfigError
+from exporter.settings.durations import parse_duration
 
 log = logging.getLogger(__name__)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -25,11 +26,10 @@ from pydantic import (
 )
 
 from exporter.settings import strict_yaml
+from exporter.settings.durations import parse_bytes, parse_duration
 
 DEFAULT_LISTEN_ADDRESS = ":9856"
 
-_DURATION_RE = re.compile(r"^((\d+)y)?((\d+)w)?((\d+)d)?((\d+)h)?((\d+)m)?((\d+)s)?((\d+)ms)?$")
-_DURATION_UNITS = (365 * 86400, 7 * 86400, 86400, 3600, 60, 1, 0.001)
 _ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -45,65 +45,7 @@ class ConfigError(Exception):
         return "\n".join([self.message, *(f"  {d}" for d in self.details)])
 
 
-def parse_duration(value: Any) -> float:
-    """Turn a Prometheus-style duration (`90s`, `5m`, `1h30m`) or a number of seconds into seconds."""
-    if isinstance(value, bool):
-        raise ValueError("expected a duration such as 90s, 5m or 1h")
-    if isinstance(value, int | float):
-        if value < 0:
-            raise ValueError("a duration cannot be negative")
-        return float(value)
-    if not isinstance(value, str):
-        raise ValueError("expected a duration such as 90s, 5m or 1h")
-    text = value.strip()
-    if text == "0":
-        return 0.0
-    match = _DURATION_RE.match(text)
-    if not text or match is None:
-        raise ValueError(
-            f"{value!r} is not a duration; use units y w d h m s ms, e.g. 90s, 5m, 1h30m"
-        )
-    groups = match.groups()[1::2]
-    return float(sum(int(g) * unit for g, unit in zip(groups, _DURATION_UNITS, strict=True) if g))
-
-
-def format_duration(seconds: float) -> str:
-    """Render seconds the way the config accepts them, for logs and the landing page."""
-    if seconds == 0:
-        return "0s"
-    if seconds != int(seconds):
-        return f"{int(seconds * 1000)}ms"
-    rest = int(seconds)
-    out = ""
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if rest >= size:
-            out += f"{rest // size}{unit}"
-            rest %= size
-    return out
-
-
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-
-
-_SIZE = re.compile(r"^\s*(\d+)\s*(B|KB|KiB|MB|MiB|GB|GiB)?\s*$")
-_UNITS = {None: 1, "B": 1, "KB": 1000, "KiB": 1 << 10, "MB": 10**6, "MiB": 1 << 20}
-_UNITS |= {"GB": 10**9, "GiB": 1 << 30}
-
-
-def parse_bytes(value: Any) -> int:
-    """A size as a number of bytes or with a unit: `65536`, `64MiB`, `10MB`."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 64MiB")
-    if isinstance(value, int):
-        size = value
-    else:
-        match = _SIZE.match(str(value))
-        if match is None:
-            raise ValueError(f"expected a size such as 64MiB or 10MB, not {value!r}")
-        size = int(match.group(1)) * _UNITS[match.group(2)]
-    if size < 1024:
-        raise ValueError("must be at least 1KiB")
-    return size
 
 
 Bytes = Annotated[int, BeforeValidator(parse_bytes)]
@@ -329,6 +271,43 @@ class Config(_Model):
         if dupes:
             raise ValueError(f"operation names must be unique; repeated: {', '.join(dupes)}")
         return self
+
+    def per_operation(self) -> list[OperationSettings]:
+        """Each operation with the settings its poller, tally and client read."""
+        return [
+            OperationSettings(op, self.polling, self.labels, self.kpis) for op in self.operations
+        ]
+
+
+@dataclass(frozen=True)
+class OperationSettings:
+    """What one operation's poller, tally and client read, built once from the config.
+
+    The poller, the tally and the client each take this one object, so a setting added to the
+    config reaches all three (and backfill, the tests and the benchmarks, which build it the same
+    way) without another argument threaded through every constructor.
+    """
+
+    operation: Operation
+    polling: Polling = field(default_factory=Polling)
+    labels: Labels = field(default_factory=Labels)
+    kpis: Kpis = field(default_factory=Kpis)
+
+    @property
+    def name(self) -> str:
+        return self.operation.name
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return self.operation.zone
+
+    @property
+    def interval(self) -> int:
+        return int(self.polling.interval)
+
+    @property
+    def lookback(self) -> int:
+        return int(self.polling.lookback)
 
 
 def split_listen_address(value: str) -> tuple[str, int]:

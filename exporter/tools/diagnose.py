@@ -19,7 +19,8 @@ from zoneinfo import ZoneInfo
 from exporter.api import windowing
 from exporter.api.client import ApiError, Client, Outcome, TokenGate
 from exporter.api.records import WHEN_FORMAT, Answer, DateParser, Record, decode_rows, fingerprint
-from exporter.settings.config import Operation, Polling, format_duration
+from exporter.settings.config import Operation, OperationSettings, Polling
+from exporter.settings.durations import format_duration
 
 # Spans asked in turn, as (before now, after now), until one holds rows. Each reaches past now,
 # so that rows of an API whose wall time runs ahead of the configured zone come back too.
@@ -78,15 +79,14 @@ class Report:
 
 
 def diagnose(
-    op: Operation,
-    polling: Polling,
+    settings: OperationSettings,
     gate: TokenGate,
     clock: Callable[[], float] = time.time,
 ) -> Report:
     """Reachability, token, quota, rows and what their dates say about `timezone`."""
-    client = Client.for_operation(op, polling, gate, lambda *_: None, retries=0)
+    client = Client.for_operation(settings, gate, lambda *_: None, retries=0)
     try:
-        return _diagnose(client, op, polling, clock())
+        return _diagnose(client, settings.operation, settings.polling, clock())
     finally:
         client.close()
 

@@ -1,0 +1,198 @@
+"""Running the exporter: one poller per operation, the HTTP server, until a signal stops it."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Sequence
+from zoneinfo import ZoneInfo
+
+from prometheus_client import CollectorRegistry, ProcessCollector
+
+from exporter import __version__, logs
+from exporter.api.client import TokenGate
+from exporter.cli.arguments import (
+    config_argument,
+    env,
+    fail,
+    listen_argument,
+    unwritable,
+)
+from exporter.cli.signals import wait_for_signal
+from exporter.exposition import server, webconfig
+from exporter.exposition.collector import WolkvoxCollector
+from exporter.polling.poller import Poller
+from exporter.settings import config, durations
+from exporter.state.store import StateStore
+from exporter.tools import simulator
+
+log = logging.getLogger("exporter")
+
+DEMO_TOKEN = "demo-token-not-secret"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="wolkvox-exporter",
+        description="Prometheus exporter for Wolkvox interaction routing and chatbots (diagram_9). "
+        "Subcommands: 'check --config FILE [--connect]' validates a config (and the API access); "
+        "'backfill' writes past data for promtool; 'simulate' runs the simulated API; "
+        "'healthcheck' probes a running exporter (a container's HEALTHCHECK).",
+    )
+    config_argument(p, "YAML config file (env WOLKVOX_EXPORTER_CONFIG)")
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="run against the built-in simulated Wolkvox API on loopback; needs no config or token",
+    )
+    listen_argument(
+        p,
+        f"address to serve metrics on; overrides web.listen_address "
+        f"(default {config.DEFAULT_LISTEN_ADDRESS}; env WOLKVOX_EXPORTER_LISTEN_ADDRESS)",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config",
+        default=env("WEB_CONFIG_FILE"),
+        metavar="FILE",
+        help="exporter-toolkit web config: TLS and basic auth (env WOLKVOX_EXPORTER_WEB_CONFIG_FILE)",
+    )
+    p.add_argument(
+        "--log.level",
+        dest="log_level",
+        default=env("LOG_LEVEL", "info"),
+        choices=["debug", "info", "warn", "warning", "error"],
+        help="minimum log level (default info; env WOLKVOX_EXPORTER_LOG_LEVEL)",
+    )
+    p.add_argument(
+        "--log.format",
+        dest="log_format",
+        default=env("LOG_FORMAT", "logfmt"),
+        choices=["logfmt", "json"],
+        help="log line format (default logfmt; env WOLKVOX_EXPORTER_LOG_FORMAT)",
+    )
+    p.add_argument("--version", action="version", version=f"wolkvox-exporter {__version__}")
+    return p
+
+
+def _demo_config() -> config.Config:
+    tenants = {
+        "bogota": simulator.Traffic(
+            seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300, late_max=30
+        ),
+        "mexico": simulator.Traffic(
+            seed=2, zone=ZoneInfo("America/Mexico_City"), rate_per_minute=150, late_max=30
+        ),
+    }
+    sim = simulator.Simulator(tenants, {DEMO_TOKEN})
+    _, url = simulator.serve(sim)
+    return config.from_mapping(
+        {
+            "operations": [
+                # Both share one token, as operations of one licence often do: the exporter
+                # serialises their requests so the API never sees the token twice at once.
+                {
+                    "name": "demo-bogota",
+                    "base_url": f"{url}/bogota",
+                    "token": DEMO_TOKEN,
+                    "timezone": "America/Bogota",
+                },
+                {
+                    "name": "demo-mexico",
+                    "base_url": f"{url}/mexico",
+                    "token": DEMO_TOKEN,
+                    "timezone": "America/Mexico_City",
+                },
+            ],
+            "polling": {
+                "interval": "15s",
+                "settle_delay": "5s",
+                "lookback": "1m",
+                "request_spacing": "200ms",
+                "token_info_interval": "1h",
+            },
+        }
+    )
+
+
+def command(args: argparse.Namespace) -> int:
+    if args.demo == bool(args.config):
+        return fail("give either --config FILE or --demo (see --help)")
+    try:
+        cfg = _demo_config() if args.demo else config.load(args.config)
+        listen = args.listen or cfg.web.listen_address
+        host, port = config.split_listen_address(listen)
+    except config.ConfigError as exc:
+        return fail(str(exc))
+    except ValueError as exc:
+        return fail(f"--web.listen-address: {exc}")
+    level = "warning" if args.log_level == "warn" else args.log_level
+    logs.setup(level, args.log_format, secrets=[op.secret() for op in cfg.operations])
+    try:
+        # After logging starts, so that its warnings (keys without effect) are logged.
+        security = webconfig.load(args.web_config) if args.web_config else None
+    except config.ConfigError as exc:
+        return fail(str(exc))
+
+    if cfg.polling.interval < 300 and not args.demo:
+        log.warning(
+            "polling.interval is below the 5m the vendor recommends; each poll costs daily quota",
+            extra={"interval": durations.format_duration(cfg.polling.interval)},
+        )
+    store = StateStore(cfg.state.path) if cfg.state.path is not None else None
+    if store is not None:
+        if problem := unwritable(store):
+            return fail(problem)
+        store.remove_leftovers()
+    pollers = _pollers(cfg, store)
+    registry = CollectorRegistry(auto_describe=False)
+    collector = WolkvoxCollector(pollers, cfg.polling.interval, store)
+    registry.register(collector)
+    try:
+        live = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=live)  # process_*: the standard self-metrics of an exporter
+        httpd, _ = server.serve(
+            server.App(registry, pollers, security, live, collector.page, [store] if store else []),
+            host,
+            port,
+        )
+    except OSError as exc:
+        return fail(f"cannot listen on {listen}: {exc.strerror}")
+    log.info(
+        "wolkvox-exporter started",
+        extra={
+            "version": __version__,
+            "listen": listen,
+            "operations": len(pollers),
+            "demo": args.demo,
+        },
+    )
+    for p in pollers:
+        p.start()
+    wait_for_signal(security)
+    log.info("shutting down: abandoning requests in flight and saving state")
+    httpd.shutdown()
+    _stop(pollers, store)
+    log.info("stopped")
+    return 0
+
+
+def _pollers(cfg: config.Config, store: StateStore | None) -> list[Poller]:
+    """One poller per operation, resumed from the saved state; they share the token gate."""
+    gate = TokenGate(cfg.polling.request_spacing)
+    saved = store.load() if store is not None else {}
+    return [
+        Poller(settings, gate, store=store, saved=saved.get(settings.name))
+        for settings in cfg.per_operation()
+    ]
+
+
+def _stop(pollers: Sequence[Poller], store: StateStore | None) -> None:
+    """Stop every poller at once (requests in flight are abandoned), then save each."""
+    for p in pollers:
+        p.stop.set()
+    for p in pollers:
+        p.shutdown()
+        p.save()
+    if store is not None:
+        store.close()
