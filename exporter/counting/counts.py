@@ -79,6 +79,11 @@ class Ledger:
         self.by_window: dict[int, dict[LabelKey, int]] = {}
         self.last_active: dict[LabelKey, float] = {}  # when a label set last had traffic
 
+    def busiest_window(self) -> int | None:
+        """Rows of the busiest window still held for the last-window gauge, if any: the
+        recent traffic, which sizes a poller's first request."""
+        return max((sum(c.values()) for c in self.by_window.values()), default=None)
+
     def add(
         self,
         groups: Counter[RawGroup],

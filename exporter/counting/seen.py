@@ -22,13 +22,15 @@ those (`pending`), and a restart reads the buckets back whole, packed as arrays 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, groupby
-from operator import itemgetter, not_
+from operator import attrgetter, itemgetter, not_
 from typing import Any, Generic, TypeVar
 
 import xxhash
+
+from exporter.api.records import Record
 
 BUCKET = 600  # seconds a session bucket spans; memory holds the horizon plus one bucket
 
@@ -37,6 +39,8 @@ V = TypeVar("V")
 
 _FIRST = itemgetter(0)
 _SECOND = itemgetter(1)
+
+_SESSION_ID = attrgetter("session_id")
 
 
 class Expiring(Generic[K, V]):
@@ -234,3 +238,41 @@ class Sessions:
             self._store.file(bucket, keys)
         for blob in transfers:
             known.update(dict.fromkeys(filter(known.__contains__, unpack(blob)), True))
+
+
+def sessions_in(
+    rows: Sequence[Record],
+    channels: list[str],
+    answers: list[str | None],
+    transfers: set[str | None],
+) -> tuple[dict[int, str], set[int]] | None:
+    """The sessions of these rows as digests with their raw channel, and the digests of those
+    with a row whose raw answer is a transfer (`transfers`, found while counting label sets);
+    None if no row has a session.
+
+    Per-record work is done column-wise by C-level builtins; Python code runs once per
+    distinct session (digest).
+    """
+    sids = list(map(_SESSION_ID, rows))
+    # A session's channel is that of its records (the last one read, should they differ).
+    try:
+        first = dict(zip(sids, channels, strict=True))
+    except TypeError:  # a JSON list or object as session_id
+        sids = hashable(sids)
+        first = dict(zip(sids, channels, strict=True))
+    first.pop(None, None)
+    first.pop("", None)
+    if not first:
+        return None
+    digests = dict(zip(session_keys(first), first.values(), strict=True))
+    moved: set[int] = set()
+    if transfers:
+        with_transfer = compress(sids, map(transfers.__contains__, answers))
+        moved = set(session_keys(set(with_transfer) - {None, ""}))
+    return digests, moved
+
+
+def hashable(values: list[Any]) -> list[Any]:
+    """Values as dictionary keys: JSON lists and objects by their text, everything else (None
+    included, which means "absent") unchanged."""
+    return [v if v is None or isinstance(v, str | int | float) else str(v) for v in values]

@@ -11,31 +11,27 @@ from __future__ import annotations
 import gc
 from collections import Counter
 from dataclasses import dataclass
-from itertools import compress, count, groupby, repeat
-from operator import attrgetter, itemgetter, mod, sub
-from typing import Any, cast
+from itertools import compress, count, repeat
+from operator import attrgetter, mod, sub
+from typing import cast
 
 import msgspec
 
-from exporter.api.records import Answer, DateParser, Record, decode_rows, fingerprint
+from exporter.api.records import Answer, DateParser, Record
 from exporter.counting import labels
 from exporter.counting.counts import Counts, Ledger, TallyState
+from exporter.counting.customers import Customers
+from exporter.counting.fresh import Fresh, fresh_rows, keep_only
 from exporter.counting.labels import LabelKey
-from exporter.counting.seen import SeenRows, Sessions, session_keys
+from exporter.counting.seen import SeenRows, Sessions, sessions_in
 from exporter.settings.config import OperationSettings
 
 __all__ = ["Ingested", "LabelKey", "Tally"]
 
-_SESSION_ID = attrgetter("session_id")
 _CHANNEL = attrgetter("channel")
 _ANSWER = attrgetter("routing_answer")
 _DATE = attrgetter("date")
 _RP = attrgetter("rp_id")
-_CUSTOMER = attrgetter("customer")
-_FIRST = itemgetter(0)
-_REST = itemgetter(1, 2)
-# The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
-_NOBODY = frozenset({hash(None), hash(""), hash(0)})
 
 # A row dated after the range that returned it is remembered until its own date passes, but
 # never longer than this past the range: dates a day ahead are not the API selecting by
@@ -82,9 +78,7 @@ class Tally:
         self.parse_date = DateParser(settings.zone)
         self.seen = SeenRows()
         self.sessions = Sessions()
-        # (raw channel, customer hash) by window start, of the open windows; memory only, never
-        # saved. Keyed by window so that publishing and expiry touch one window, not every row.
-        self.customers: dict[int, set[tuple[str, int]]] = {}
+        self.customers = Customers()
 
     @property
     def counts(self) -> Counts:
@@ -124,40 +118,14 @@ class Tally:
         self, answer: Answer, first: int, last: int, windows: tuple[int, int] | None
     ) -> Ingested:
         result = Ingested(received=answer.size)
-        rows = answer.rows
-        fps = [fingerprint(raw) for raw in rows]
-        copies = Counter(fps)
-        known = self.seen.copies
-        # Each digest with copies not counted yet, how many copies now, and how many before.
-        fresh: Fresh
-        if not known or known.keys().isdisjoint(copies):
-            fresh = (list(copies), list(copies.values()), [0] * len(copies))  # a first read
-        else:
-            fresh = _columns(
-                [(fp, n, had) for fp, n in copies.items() if n > (had := known.get(fp, 0))]
-            )
-        decoded: list[Record | str]
-        if len(fresh[0]) == len(rows):
-            # Every row distinct and new (a first read): `fresh` is in row order already.
-            decoded = answer.decode_all()
-        elif len(fresh[0]) == len(copies):
-            # Every distinct row is fresh, some repeated: keep each digest's first occurrence,
-            # which is the order of `copies` and so of `fresh`.
-            decoded = list(compress(answer.decode_all(), _first_occurrences(fps, copies)))
-        else:
-            index = dict(zip(fps, range(len(fps)), strict=True))  # equal digests, equal bytes
-            if 2 * len(fresh[0]) > len(rows):
-                everything = answer.decode_all()
-                decoded = [everything[index[fp]] for fp in fresh[0]]
-            else:
-                decoded = decode_rows([rows[index[fp]] for fp in fresh[0]])
-        # Uncountable rows are rare; set them aside first so that the rest runs column-wise,
-        # in C-level builtins rather than a Python loop per row.
-        records, seconds, fresh = self._countable(decoded, fresh, last, result)
+        decoded, fresh = fresh_rows(answer, self.seen.copies)
+        records, seconds, fresh, rejects = countable(decoded, fresh, self.parse_date)
+        for reason, fp, n in rejects:
+            self._reject(reason, fp, n, last, result)
         if records:
             lowest, highest = min(seconds), max(seconds)
             if lowest < first or highest > last:
-                self._outside(seconds, fresh, first, last, result)
+                self.counts.outside_range += _outside(seconds, fresh, first, last, result)
             counts = self.counts
             if counts.newest is None or highest > counts.newest:
                 counts.newest = highest
@@ -168,48 +136,6 @@ class Tally:
         self.counts.received += result.received
         self.counts.duplicates += result.duplicates
         return result
-
-    def _countable(
-        self,
-        decoded: list[Record | str],
-        fresh: Fresh,
-        last: int,
-        result: Ingested,
-    ) -> tuple[list[Record], list[int], Fresh]:
-        """The rows that can be counted, with their dates as epoch seconds; every other row is
-        counted as rejected, once, by reason."""
-        ok = cast(list[Record], decoded)
-        if str in set(map(type, decoded)):  # rare: rows that could not be decoded
-            ok = [row for row in decoded if not isinstance(row, str)]
-            for fp, n, row in zip(fresh[0], fresh[1], decoded, strict=True):
-                if isinstance(row, str):
-                    self._reject(row, fp, n, last, result)
-            fresh = _kept(fresh, [not isinstance(row, str) for row in decoded])
-        records: list[Record] = ok
-        seconds = self.parse_date.many(list(map(_DATE, records)))
-        if None in seconds:
-            keep = [s is not None for s in seconds]
-            for fp, n, kept in zip(fresh[0], fresh[1], keep, strict=True):
-                if not kept:
-                    self._reject("invalid_date", fp, n, last, result)
-            records = list(compress(records, keep))
-            seconds = list(compress(seconds, keep))
-            fresh = _kept(fresh, keep)
-        return records, cast(list[int], seconds), fresh
-
-    def _outside(
-        self, seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested
-    ) -> None:
-        """Count the new copies of rows dated outside `[first, last]`, and how far out."""
-        for second, n, had in zip(seconds, fresh[1], fresh[2], strict=True):
-            if second < first:
-                result.before = max(result.before, first - second)
-            elif second > last:
-                result.after = max(result.after, second - last)
-            else:
-                continue
-            result.outside += n - had
-        self.counts.outside_range += result.outside
 
     def _reject(self, reason: str, fp: bytes, n: int, last: int, result: Ingested) -> None:
         # Filed under the end of this range: no later request returns the row once the
@@ -258,7 +184,7 @@ class Tally:
                 counted += copies[i] - had[i] - 1
         transfers = self.ledger.add(groups, self.labels.group)
         self._sessions(records, channels, answers, transfers, last)
-        self._customers(records, channels, windows)
+        self.customers.file(records, channels, windows)
         return counted
 
     def _sessions(
@@ -269,73 +195,27 @@ class Tally:
         transfers: set[str | None],
         last: int,
     ) -> None:
-        """Count sessions new to us, and sessions whose first transfer is in these rows.
-
-        Per-record work is done column-wise by C-level builtins; Python code runs once per
-        distinct session (digest). `transfers` are the raw answers whose outcome is a transfer,
-        found while counting label sets.
-        """
-        sids = list(map(_SESSION_ID, rows))
-        # A session's channel is that of its records (the last one read, should they differ).
-        try:
-            first = dict(zip(sids, channels, strict=True))
-        except TypeError:  # a JSON list or object as session_id
-            sids = _hashable(sids)
-            first = dict(zip(sids, channels, strict=True))
-        first.pop(None, None)
-        first.pop("", None)
-        if not first:
+        """Count sessions new to us, and sessions whose first transfer is in these rows."""
+        found = sessions_in(rows, channels, answers, transfers)
+        if found is None:
             return
-        digests = dict(zip(session_keys(first), first.values(), strict=True))
-        moved: set[int] = set()
-        if transfers:
-            with_transfer = compress(sids, map(transfers.__contains__, answers))
-            moved = set(session_keys(set(with_transfer) - {None, ""}))
-        new, newly_transferred = self.sessions.admit(digests, moved, last)
+        new, newly_transferred = self.sessions.admit(*found, last)
         channel = self.labels.channel
         self.ledger.add_sessions(map(channel, new), map(channel, newly_transferred))
-
-    def _customers(self, rows: list[Record], channels: list[str], windows: list[int]) -> None:
-        """File each record's customer (id, else phone, else e-mail) under its window, hashed.
-
-        Python's salted string hash is enough: the hashes only need to be distinct within this
-        process, and are never saved or exposed.
-        """
-        who = list(map(_CUSTOMER, rows))
-        try:
-            hashes = list(map(hash, who))
-        except TypeError:  # a JSON list or object in a customer field
-            hashes = list(map(hash, _hashable(who)))
-        # Rows come in date order, so windows come in long runs: one set update per run.
-        customers = self.customers
-        for window, run in groupby(zip(windows, channels, hashes, strict=True), key=_FIRST):
-            filed = customers.get(window)
-            if filed is None:
-                filed = customers[window] = set()
-            filed.update(map(_REST, run))
 
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
         """Expose the window that just completed as the last-window gauges (see
         `Ledger.publish`), with its distinct customers."""
-        channel = self.labels.channel
-        distinct = {
-            (channel(ch), who)
-            for ch, who in self.customers.get(window_start, ())
-            if who not in _NOBODY
-        }
-        self.ledger.publish(window_start, now, keep_from, Counter(ch for ch, _ in distinct))
-        self._forget_customers_before(keep_from)
+        distinct = self.customers.distinct(window_start, self.labels.channel)
+        self.ledger.publish(window_start, now, keep_from, distinct)
+        self.customers.forget_before(keep_from)
 
     def forget_before(self, second: int) -> None:
         self.seen.forget_before(second)
         self.sessions.forget_before(second - self.session_horizon)
         # No row dated before `second` is read again, so customers of windows that ended before
         # it are complete; during a long catch-up (no publish until its end) they would pile up.
-        self._forget_customers_before(second - 2 * self.interval)
-
-    def _forget_customers_before(self, window_start: int) -> None:
-        for start in [w for w in self.customers if w < window_start]:
-            del self.customers[start]
+        self.customers.forget_before(second - 2 * self.interval)
 
     def export(self, sessions: bool = True) -> TallyState:
         """What a restart needs. Without `sessions`, the session store is left out: a live
@@ -358,38 +238,41 @@ class Tally:
         self.sessions.load(saved.session_buckets, [saved.session_transfers])
 
 
-# The rows of an answer with copies not counted yet, as columns: digest, copies in this answer,
-# copies counted before.
-Fresh = tuple[list[bytes], list[int], list[int]]
-
-
-def _columns(rows: list[tuple[bytes, int, int]]) -> Fresh:
-    if not rows:
-        return [], [], []
-    fps, copies, had = zip(*rows, strict=True)
-    return list(fps), list(copies), list(had)
-
-
-def _first_occurrences(fps: list[bytes], copies: Counter[bytes]) -> list[bool]:
-    """A mask of the rows that are the first of their digest; only repeated digests are looked
-    at one by one, as they are few."""
-    keep = [True] * len(fps)
-    repeated = {fp for fp, n in copies.items() if n > 1}
-    seen: set[bytes] = set()
-    for i in compress(range(len(fps)), map(repeated.__contains__, fps)):
-        if fps[i] in seen:
-            keep[i] = False
+def _outside(seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested) -> int:
+    """Count the new copies of rows dated outside `[first, last]`, and how far out."""
+    for second, n, had in zip(seconds, fresh[1], fresh[2], strict=True):
+        if second < first:
+            result.before = max(result.before, first - second)
+        elif second > last:
+            result.after = max(result.after, second - last)
         else:
-            seen.add(fps[i])
-    return keep
+            continue
+        result.outside += n - had
+    return result.outside
 
 
-def _kept(fresh: Fresh, keep: list[bool]) -> Fresh:
-    fps, copies, had = fresh
-    return list(compress(fps, keep)), list(compress(copies, keep)), list(compress(had, keep))
-
-
-def _hashable(values: list[Any]) -> list[Any]:
-    """Values as dictionary keys: JSON lists and objects by their text, everything else (None
-    included, which means "absent") unchanged."""
-    return [v if v is None or isinstance(v, str | int | float) else str(v) for v in values]
+def countable(
+    decoded: list[Record | str], fresh: Fresh, parse_date: DateParser
+) -> tuple[list[Record], list[int], Fresh, list[tuple[str, bytes, int]]]:
+    """The rows that can be counted, with their dates as epoch seconds, and the others as
+    (reason, digest, copies). Uncountable rows are rare; set aside first, the rest runs
+    column-wise, in C-level builtins rather than a Python loop per row."""
+    rejects: list[tuple[str, bytes, int]] = []
+    ok = cast(list[Record], decoded)
+    if str in set(map(type, decoded)):  # rare: rows that could not be decoded
+        ok = [row for row in decoded if not isinstance(row, str)]
+        for fp, n, row in zip(fresh[0], fresh[1], decoded, strict=True):
+            if isinstance(row, str):
+                rejects.append((row, fp, n))
+        fresh = keep_only(fresh, [not isinstance(row, str) for row in decoded])
+    records: list[Record] = ok
+    seconds = parse_date.many(list(map(_DATE, records)))
+    if None in seconds:
+        keep = [s is not None for s in seconds]
+        for fp, n, kept in zip(fresh[0], fresh[1], keep, strict=True):
+            if not kept:
+                rejects.append(("invalid_date", fp, n))
+        records = list(compress(records, keep))
+        seconds = list(compress(seconds, keep))
+        fresh = keep_only(fresh, keep)
+    return records, cast(list[int], seconds), fresh, rejects

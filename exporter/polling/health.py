@@ -8,7 +8,8 @@ import logging
 from dataclasses import dataclass, field
 
 from exporter.api.client import ApiError, Client, Outcome
-from exporter.polling.snapshot import DURATION_BUCKETS
+from exporter.counting.counts import Counts
+from exporter.polling.snapshot import DURATION_BUCKETS, Snapshot
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,41 @@ class Health:
     def skipped(self, seconds: int, now: float) -> None:
         self.skipped_seconds += seconds
         self.last_skip = now
+
+    def restore(self, requests: dict[str, int], skipped: int, last_skip: float | None) -> None:
+        """The figures a restart continues: the request counters and the skipped seconds."""
+        self.requests.update(requests)
+        self.skipped_seconds = skipped
+        self.last_skip = last_skip
+
+    def snapshot(
+        self,
+        name: str,
+        counts: Counts,
+        outcome_names: list[str],
+        collected_until: int | None,
+        quota: Quota,
+        quota_exhausted: bool,
+    ) -> Snapshot:
+        """What scrapes see of the operation, its counts with its health as they are now."""
+        return Snapshot(
+            name,
+            counts,
+            outcome_names,
+            up=self.up,
+            polled=self.polled,
+            last_success=self.last_success,
+            collected_until=collected_until,
+            requests=dict(self.requests),
+            duration_buckets=(*self.buckets, self.duration_count),
+            duration_sum=self.duration_sum,
+            last_error=self.last_error,
+            quota_exhausted=quota_exhausted,
+            quota_limit=quota.limit,
+            quota_used=quota.used,
+            skipped_seconds=self.skipped_seconds,
+            last_skip=self.last_skip,
+        )
 
 
 class Quota:

@@ -9,10 +9,11 @@ asks.
 from __future__ import annotations
 
 import logging
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from exporter.api import windowing
+from exporter.api.client import TokenGate
 from exporter.api.records import format_when
 from exporter.settings.config import OperationSettings
 from exporter.settings.durations import format_duration
@@ -85,6 +86,20 @@ class Backoff:
         if paused_until is not None:
             wake = max(wake, paused_until)
         return wake
+
+
+def pause_for_the_day(gate: TokenGate, token: str, now: float, settings: OperationSettings) -> None:
+    """`TOKEN LIMIT EXCEEDED`: the daily quota, shared by every operation using the token, is
+    spent until the operation's next local day."""
+    until = next_local_midnight(now, settings.zone)
+    gate.pause(token, until)
+    log.error(
+        "daily API quota exhausted; pausing this token until the next local day",
+        extra={
+            "operation": settings.name,
+            "until": datetime.fromtimestamp(until, UTC).isoformat(timespec="seconds"),
+        },
+    )
 
 
 def next_local_midnight(now: float, zone: ZoneInfo) -> float:

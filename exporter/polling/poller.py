@@ -24,7 +24,7 @@ from exporter.counting.tally import Ingested, Tally
 from exporter.polling import planning
 from exporter.polling.health import Health, Quota
 from exporter.polling.ingest import Ingest
-from exporter.polling.reading import Reader, log_outside
+from exporter.polling.reading import Reader, log_done, log_outside
 from exporter.polling.snapshot import Snapshot
 from exporter.settings.config import OperationSettings
 from exporter.state.store import OperationState, StateStore
@@ -49,7 +49,6 @@ class Poller:
     ) -> None:
         self.settings = settings
         self.name = settings.name
-        self.interval = settings.interval
         self.gate = gate
         self.store = store
         self.clock = clock
@@ -74,35 +73,33 @@ class Poller:
         self.cursor = saved.cursor
         self.origin = saved.origin
         self.tally.restore(saved.tally)
-        self.health.requests.update(saved.requests)
-        self.health.skipped_seconds = saved.skipped_seconds
-        self.health.last_skip = saved.last_skip
+        self.health.restore(saved.requests, saved.skipped_seconds, saved.last_skip)
         if saved.quota_paused_until is not None:
             self.gate.pause(self.client.token, saved.quota_paused_until)
 
     def export_state(self, sessions: bool = True) -> OperationState:
+        """What a restart needs; without `sessions`, the session store is left to `save`,
+        which writes only what changed."""
+        paused = self.gate.paused_until(self.client.token, self.clock())
         with self.lock:
-            return self._export_locked(sessions)
-
-    def _export_locked(self, sessions: bool) -> OperationState:
-        return OperationState(
-            cursor=self.cursor,
-            origin=self.origin,
-            requests=dict(self.health.requests),
-            quota_paused_until=self.gate.paused_until(self.client.token, self.clock()),
-            skipped_seconds=self.health.skipped_seconds,
-            last_skip=self.health.last_skip,
-            tally=self.tally.export(sessions=sessions),
-        )
+            return OperationState(
+                cursor=self.cursor,
+                origin=self.origin,
+                requests=dict(self.health.requests),
+                quota_paused_until=paused,
+                skipped_seconds=self.health.skipped_seconds,
+                last_skip=self.health.last_skip,
+                tally=self.tally.export(sessions=sessions),
+            )
 
     def save(self) -> None:
         """Write the counters and the session changes since the last save; the changes stay
         noted until a save succeeds. Only this poller's thread counts into the tally, so
-        nothing changes between taking the changes and marking them saved."""
+        nothing changes between taking the state, taking the changes and marking them saved."""
         if self.store is None:
             return
+        state = self.export_state(sessions=False)
         with self.lock:
-            state = self._export_locked(sessions=False)
             changes = self.tally.sessions.pending()
         if self.store.save(self.name, state, changes):
             with self.lock:
@@ -135,16 +132,7 @@ class Poller:
         finally:
             self.commit()
             log_outside(self.name, read)
-        if plan.pieces:
-            log.info(
-                "poll done",
-                extra={
-                    "operation": self.name,
-                    "windows": len(plan.pieces),
-                    "ranges": ranges,  # one request each, unless split at the record cap
-                    "collected_until": self.cursor,
-                },
-            )
+        log_done(self.name, len(plan.pieces), ranges, self.cursor)
         return True
 
     def _plan(self, now: float) -> windowing.Plan:
@@ -160,11 +148,7 @@ class Poller:
         """Fetch and count the pieces, several windows per request when behind; yields after
         each range counted. Raises _Stopped, between requests, once the poller is stopping."""
         pending = list(pieces)
-        busiest = self._busiest_recent_window()
-        if self.reader.rate is None and self.cursor is not None:
-            # Restarted from state: the windows it kept tell the traffic (none: quiet).
-            self.reader.rate = (busiest or 0) / self.interval
-        span = self.reader.catchup_span(busiest)
+        span = self.reader.first_span(self.tally.ledger.busiest_window(), self.cursor is not None)
 
         def count(answer: Answer, lo: int, hi: int, windows: tuple[int, int]) -> None:
             with self.lock:
@@ -192,31 +176,20 @@ class Poller:
 
     def _failed(self, exc: ApiError, now: float, progressed: bool) -> None:
         if exc.outcome is Outcome.QUOTA_EXCEEDED:
-            until = planning.next_local_midnight(now, self.settings.zone)
-            self.gate.pause(self.client.token, until)
+            planning.pause_for_the_day(self.gate, self.client.token, now, self.settings)
+        else:
             log.error(
-                "daily API quota exhausted; pausing this token until the next local day",
-                extra={"operation": self.name, "until": _iso(until)},
+                "poll failed; the cursor stays and the next poll catches up",
+                extra={"operation": self.name, "outcome": str(exc.outcome), "error": str(exc)},
             )
         self.backoff.api_failed(exc.retry_after, progressed)
-        self._mark_failed(str(exc), exc.outcome)
+        with self.lock:
+            self.health.failed(str(exc))
 
     def _fail(self, error: str) -> None:
         self.backoff.failed()
-        self._mark_failed(error, None)
-
-    def _mark_failed(self, error: str, outcome: Outcome | None) -> None:
         with self.lock:
             self.health.failed(error)
-        if outcome is not None and outcome is not Outcome.QUOTA_EXCEEDED:
-            log.error(
-                "poll failed; the cursor stays and the next poll catches up",
-                extra={"operation": self.name, "outcome": str(outcome), "error": error},
-            )
-
-    def _busiest_recent_window(self) -> int | None:
-        """Rows of the busiest window still held for the last-window gauge, if any."""
-        return max((sum(c.values()) for c in self.tally.ledger.by_window.values()), default=None)
 
     def next_attempt(self, now: float) -> float:
         """When to poll next: the next window, later after repeated failures or a Retry-After."""
@@ -264,26 +237,10 @@ class Poller:
         self._committed_at = time.monotonic()
 
     def _build_snapshot(self) -> Snapshot:
+        paused = self.gate.paused_until(self.client.token, self.clock()) is not None
         with self.lock:
-            h = self.health
-            return Snapshot(
-                self.name,
-                self.tally.counts.copy(),
-                self.tally.outcome_names,
-                up=h.up,
-                polled=h.polled,
-                last_success=h.last_success,
-                collected_until=self.cursor,
-                requests=dict(h.requests),
-                duration_buckets=(*h.buckets, h.duration_count),
-                duration_sum=h.duration_sum,
-                last_error=h.last_error,
-                quota_exhausted=self.gate.paused_until(self.client.token, self.clock()) is not None,
-                quota_limit=self.quota.limit,
-                quota_used=self.quota.used,
-                skipped_seconds=h.skipped_seconds,
-                last_skip=h.last_skip,
-            )
+            counted = (self.tally.counts.copy(), self.tally.outcome_names)
+            return self.health.snapshot(self.name, *counted, self.cursor, self.quota, paused)
 
     @property
     def ready(self) -> bool:

@@ -50,6 +50,13 @@ class Reader:
         budget = self.polling.max_records_per_request / 2
         return max(1, min(most, int(budget // max(1.0, rows_per_window))))
 
+    def first_span(self, busiest: int | None, restarted: bool) -> int:
+        """The windows of a poll's first request, from the busiest window still held; after a
+        restart from state those windows also tell the traffic (none held: quiet)."""
+        if self.rate is None and restarted:
+            self.rate = (busiest or 0) / self.interval
+        return self.catchup_span(busiest)
+
     def read(self, piece: windowing.Piece, count: Count) -> int:
         """Fetch one request range and hand each answer to `count`; return the rows received.
         Rows dated before the piece's windows (late, or selected by another time than their
@@ -97,3 +104,17 @@ def log_outside(operation: str, read: Ingested) -> None:
             "latest_minutes_after": round(read.after / 60, 1),
         },
     )
+
+
+def log_done(operation: str, windows: int, ranges: int, collected_until: int | None) -> None:
+    """One line per poll that read windows: how many, in how many requests."""
+    if windows:
+        log.info(
+            "poll done",
+            extra={
+                "operation": operation,
+                "windows": windows,
+                "ranges": ranges,  # one request each, unless split at the record cap
+                "collected_until": collected_until,
+            },
+        )
