@@ -251,6 +251,21 @@ def _skip_space(body: bytes, i: int) -> int:
     return i
 
 
+# The scanner jumps over runs with regexes (C loops), so a hostile row nested 100,000 deep or a
+# long string costs a few regex calls per bracket run, not a Python step per byte.
+_STRING_REST = re.compile(rb'(?:[^"\\]|\\.)*"', re.S)  # after an opening quote, to its close
+_OPENERS = re.compile(rb"[\[{]+")
+_CLOSERS = re.compile(rb"[\]}]+")
+_INSIDE = re.compile(rb'[^"\[\]{}]+')  # inside a list or object: all but strings and brackets
+_SCALAR = re.compile(rb'[^"\[\]{}, \t\r\n]+')  # a bare scalar's bytes
+
+
+def _past(run: re.Pattern[bytes], body: bytes, i: int) -> int:
+    """The end of the run starting at `i` (the caller saw its first byte: at least one)."""
+    m = run.match(body, i)
+    return m.end() if m is not None else i + 1
+
+
 def _value_end(body: bytes, i: int) -> int:
     """The index just past the JSON value starting at `i`; ValueError if it never ends."""
     depth = 0
@@ -258,26 +273,31 @@ def _value_end(body: bytes, i: int) -> int:
     while i < n:
         c = body[i]
         if c == 0x22:  # a string: to its closing quote, past escapes
-            i += 1
-            while i < n and body[i] != 0x22:
-                i += 2 if body[i] == 0x5C else 1
-            if i >= n:
+            m = _STRING_REST.match(body, i + 1)
+            if m is None:
                 raise ValueError("unterminated string")
-            i += 1
+            i = m.end()
+            if depth == 0:
+                return i
         elif c in (0x5B, 0x7B):  # [ {
-            depth += 1
-            i += 1
+            end = _past(_OPENERS, body, i)
+            depth += end - i
+            i = end
         elif c in (0x5D, 0x7D):  # ] }
             if depth == 0:
                 return i
-            depth -= 1
-            i += 1
-        elif depth == 0 and (c == 0x2C or c in _SPACE):  # , or space after a scalar
-            return i
+            run = _past(_CLOSERS, body, i) - i
+            if run < depth:
+                depth -= run
+                i += run
+            else:  # the value closes within this run
+                return i + depth
+        elif depth == 0:
+            if c == 0x2C or c in _SPACE:  # , or space after a scalar
+                return i
+            i = _past(_SCALAR, body, i)
         else:
-            i += 1
-        if depth == 0 and c in (0x22, 0x5D, 0x7D):
-            return i
+            i = _past(_INSIDE, body, i)
     if depth:
         raise ValueError("unterminated value")
     return i
