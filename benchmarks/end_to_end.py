@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from benchmarks.common import best_of, machine
 from exporter.tools import simulator
 from exporter.tools.simulator import Reply
-from tests.process import free_port
+from tests.support.process import free_port
 
 ZONE = ZoneInfo("America/Bogota")
 TICKS = os.sysconf("SC_CLK_TCK")

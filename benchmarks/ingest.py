@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Counter
 from benchmarks.common import answer_bytes, best_of, best_of_each, machine
 from exporter.api.records import decode
 from exporter.counting.tally import Tally
-from tests.conftest import operation_settings
+from tests.support.harness import operation_settings
 
 RECORDS = 60_000
 

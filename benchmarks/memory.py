@@ -18,7 +18,7 @@ from benchmarks.common import T0, ZONE, machine, rss_kib
 from exporter.api.records import decode
 from exporter.counting.tally import Tally
 from exporter.tools.simulator import Traffic
-from tests.conftest import operation_settings
+from tests.support.harness import operation_settings
 
 TOTAL = 1_000_000
 INTERVAL = 300

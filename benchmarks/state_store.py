@@ -40,7 +40,7 @@ from exporter.state.store import (
     _V2StateFile,
     atomic_write,
 )
-from tests.conftest import operation_settings
+from tests.support.harness import operation_settings
 
 HORIZON_BUCKETS = 144  # 24h of ten-minute buckets
 POLLS = 5

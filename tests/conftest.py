@@ -1,174 +1,25 @@
-"""Shared fixtures: a controllable clock, the simulated API on loopback, poller factories, and a
-real exporter process polling the simulator (`live_exporter`)."""
+"""Fixtures every kind of test may use: the simulated API on loopback, a real exporter process
+polling it (`live_exporter`), the names the exporter exposes, and structured captured logs."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import time
-from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import pytest
 import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
-from exporter.api.client import TokenGate
-from exporter.counting import labels
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.logs import LogfmtFormatter
-from exporter.polling.poller import Poller
-from exporter.settings import config
-from exporter.settings.config import OperationSettings
-from exporter.state.store import OperationState, StateStore
+from exporter.state.store import StateStore
 from exporter.tools import simulator
-from tests.process import Exporter
-
-TOKEN = "tok-3f9a1c77e2-SECRET"
-
-
-class Clock:
-    """A wall clock the test moves by hand, shared by the simulator and the poller."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def make_config(url: str, **polling: Any) -> config.Config:
-    raw_labels = polling.pop("labels", {})
-    raw_state = polling.pop("state", {})
-    settings = {
-        "interval": "5m",
-        "settle_delay": "1m",
-        "lookback": "5m",
-        "request_spacing": "0s",
-        "retry_backoff": "0s",
-        **polling,
-    }
-    return config.from_mapping(
-        {
-            "operations": [{"name": "main", "base_url": url, "token": TOKEN}],
-            "polling": settings,
-            "labels": raw_labels,
-            "state": raw_state,
-        }
-    )
-
-
-def make_poller(
-    cfg: config.Config,
-    clock: Clock,
-    gate: TokenGate | None = None,
-    index: int = 0,
-    store: StateStore | None = None,
-    saved: OperationState | None = None,
-) -> Poller:
-    return Poller(
-        cfg.per_operation()[index],
-        gate or TokenGate(cfg.polling.request_spacing),
-        clock=clock,
-        store=store,
-        saved=saved,
-    )
-
-
-def other_poller(url: str, clock: Clock, store: StateStore | None = None) -> Poller:
-    """A second operation, `other`, beside make_poller's `main`: its own simulator and gate."""
-    cfg = make_config(url)
-    other = cfg.model_copy(
-        update={"operations": [cfg.operations[0].model_copy(update={"name": "other"})]}
-    )
-    return Poller(other.per_operation()[0], TokenGate(0), clock=clock, store=store)
-
-
-def operation_settings(
-    zone: str = "America/Bogota",
-    interval: str = "5m",
-    labels: Mapping[str, object] | None = None,
-    kpis: Mapping[str, object] | None = None,
-) -> OperationSettings:
-    """One operation's settings for code that never calls its API, built as the exporter
-    builds them: from a config mapping."""
-    cfg = config.from_mapping(
-        {
-            "operations": [
-                {"name": "main", "base_url": "http://127.0.0.1:9", "token": "t", "timezone": zone}
-            ],
-            "polling": {"interval": interval},
-            "labels": dict(labels or {}),
-            "kpis": dict(kpis or {}),
-        }
-    )
-    return cfg.per_operation()[0]
-
-
-def expected_counts(
-    rows: list[simulator.Row], max_length: int = 64
-) -> Counter[tuple[str, str, str]]:
-    """Ground truth keyed the way the exporter labels it (normalisation is unit-tested apart)."""
-    out: Counter[tuple[str, str, str]] = Counter()
-    for r in rows:
-        rec = cast(dict[str, Any], r.record)  # JSON values, as the API sent them
-        out[
-            (
-                labels.channel(rec["channel"]),
-                labels.rp_id(rec["rp_id"]),
-                labels.routing_answer(rec["routing_answer"], max_length),
-            )
-        ] += 1
-    return out
-
-
-@dataclass
-class Kpis:
-    """Ground truth of the KPI counters, classified independently of the exporter's regexes:
-    the simulator's transfer answer is exactly `transfer_skill`."""
-
-    outcomes: Counter[tuple[str, str]]
-    sessions: Counter[str]
-    transferred: Counter[str]
-
-
-def outcome_of(answer: str) -> str:
-    if answer == "transfer_skill":
-        return "transferred"
-    if answer.startswith("MaskedText:"):
-        return "masked_input"
-    return "none" if answer == "" else "bot_answer"
-
-
-def expected_kpis(rows: list[simulator.Row]) -> Kpis:
-    outcomes: Counter[tuple[str, str]] = Counter()
-    sessions: dict[str, str] = {}
-    transferred: set[str] = set()
-    for r in rows:
-        rec = cast(dict[str, Any], r.record)  # JSON values, as the API sent them
-        channel = labels.channel(rec["channel"])
-        outcomes[(channel, outcome_of(rec["routing_answer"]))] += 1
-        sessions[rec["session_id"]] = channel
-        if rec["routing_answer"] == "transfer_skill":
-            transferred.add(rec["session_id"])
-    return Kpis(
-        outcomes,
-        Counter(sessions.values()),
-        Counter(sessions[s] for s in transferred),
-    )
-
-
-def assert_kpis(snap: Any, rows: list[simulator.Row]) -> None:
-    """A poller snapshot's KPI counters equal the ground truth of `rows`."""
-    truth = expected_kpis(rows)
-    assert {k: n for k, n in snap.counts.outcomes.items() if n} == dict(truth.outcomes)
-    assert snap.counts.sessions_total == dict(truth.sessions)
-    assert snap.counts.transferred_total == dict(truth.transferred)
-    assert sum(truth.transferred.values()) > 0
+from tests.support.harness import TOKEN, Clock, make_config, make_poller
+from tests.support.process import Exporter
 
 
 @pytest.fixture
@@ -180,7 +31,7 @@ def sim_factory() -> Iterator[Any]:
     ) -> tuple[simulator.Simulator, str]:
         kwargs.setdefault("latency", 0.0)
         sim = simulator.Simulator({"default": traffic}, {TOKEN}, clock=clock, **kwargs)
-        srv, url = simulator.serve(sim)
+        srv, url = simulator.serve(sim, poll_interval=0.02)
         servers.append(srv)
         return sim, url
 
@@ -260,22 +111,16 @@ def exposed_names(sim_factory: Any, tmp_path: Path) -> set[str]:
     return set(re.findall(r"^(\w+)", generate_latest(registry).decode(), re.M))
 
 
-def required_binary(name: str) -> str:
-    """Path of a tool from Debian's prometheus package; in CI its absence is a failure,
-    elsewhere the test is skipped."""
-    path = shutil.which(name)
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI (Debian package prometheus)")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
-    return path
-
-
-def promtool() -> str:
-    return required_binary("promtool")
-
-
 @pytest.fixture(autouse=True)
 def _structured_caplog(caplog: pytest.LogCaptureFixture) -> None:
     """Render captured logs as the exporter does, so tests see the structured fields too."""
     caplog.handler.setFormatter(LogfmtFormatter())
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark each test with its kind, the folder it lives in, so `-m unit` selects the same
+    tests as `pytest tests/unit`."""
+    for item in items:
+        kind = item.path.parent.name
+        if kind in ("unit", "e2e", "deploy"):
+            item.add_marker(kind)

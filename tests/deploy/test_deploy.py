@@ -16,14 +16,13 @@ import tomllib
 from pathlib import Path
 
 import jsonschema
-import pytest
 import yaml
 
 from exporter import __version__
-from tests.conftest import promtool
-from tests.process import Exporter
+from tests.support.harness import promtool
+from tests.support.process import Exporter
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
 COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
 MINIMAL_OPERATION = (
@@ -70,7 +69,7 @@ def test_image_pins_its_base_runs_as_non_root_and_reads_the_documented_config_pa
         *sources, _ = copy.split()
         for source in sources:
             assert (ROOT / source).exists(), source
-    assert "/etc/wolkvox-exporter/config.yaml" in (ROOT / "README.md").read_text()
+    assert "/etc/wolkvox-exporter/config.yaml" in (ROOT / "docs" / "deployment.md").read_text()
     env = " ".join(instructions("ENV"))
     assert "PYTHONDONTWRITEBYTECODE=1" in env and "PYTHONUNBUFFERED=1" in env
 
@@ -97,7 +96,6 @@ def test_dockerfile_is_hadolint_clean():
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-@pytest.mark.e2e
 def test_the_images_health_check_follows_the_exporters_address(tmp_path):
     exporter = Exporter(tmp_path, [])
     # The host as well as the port: an exporter bound to one loopback address only.

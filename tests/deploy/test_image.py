@@ -22,16 +22,16 @@ from pathlib import Path
 import bcrypt
 import pytest
 
-from tests.pki import https_opener, make_pki
-from tests.process import free_port, parse
+from tests.support.pki import https_opener, make_pki
+from tests.support.process import free_port, parse
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 BASE = "localhost/wolkvox-test-base:bookworm"
 IMAGE = "localhost/wolkvox-exporter:test"
 WEB_DIR = "/etc/wolkvox-exporter/web"
 
 # One worker builds the image once and runs every test of it.
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("image")]
+pytestmark = pytest.mark.xdist_group("image")
 
 
 def _needs() -> None:

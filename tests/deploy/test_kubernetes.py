@@ -19,9 +19,9 @@ import yaml
 
 from exporter import __version__
 from exporter.settings import config
-from tests.conftest import promtool
+from tests.support.harness import promtool
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
 BASE = K8S / "base"
 OVERLAY = K8S / "overlays" / "two-token-groups"

@@ -21,7 +21,8 @@ from exporter.state.store import StateStore
 from exporter.tools.backfill.replay import Backfill, write_state
 from exporter.tools.backfill.request import BackfillError, Request
 from exporter.tools.simulator import SELECT_BY, Traffic
-from tests.conftest import (
+from tests.e2e.test_prometheus import api
+from tests.support.harness import (
     TOKEN,
     Clock,
     expected_counts,
@@ -30,8 +31,7 @@ from tests.conftest import (
     make_poller,
     required_binary,
 )
-from tests.process import free_port
-from tests.test_prometheus import api
+from tests.support.process import free_port
 
 ZONE = ZoneInfo("America/Bogota")
 
@@ -70,7 +70,6 @@ def cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("select_by", SELECT_BY)
 def test_a_backfilled_day_in_a_real_prometheus_equals_the_ground_truth(
     tmp_path, sim_factory, select_by
@@ -218,7 +217,6 @@ def test_an_interrupted_backfill_resumes_and_writes_the_same_file(tmp_path, sim_
     assert sim.stats.violations == 0
 
 
-@pytest.mark.e2e
 def test_ctrl_c_then_the_same_command_finishes_the_same_file(tmp_path, sim_factory):
     first_text, end_text, _, _ = local_day(4)
     traffic = Traffic(seed=6, rate_per_minute=10)

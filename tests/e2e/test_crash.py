@@ -10,10 +10,8 @@ import pytest
 
 from exporter.state.store import StateStore
 from exporter.tools import simulator
-from tests.conftest import TOKEN, expected_counts, expected_kpis
-from tests.process import assert_private, by_label, interactions, parse
-
-pytestmark = pytest.mark.e2e
+from tests.support.harness import TOKEN, expected_counts, expected_kpis
+from tests.support.process import assert_private, by_label, interactions, parse
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)

@@ -10,10 +10,8 @@ from pathlib import Path
 import pytest
 
 from exporter.tools import simulator
-from tests.conftest import TOKEN, expected_counts, promtool
-from tests.process import Exporter, assert_private, by_label, interactions, parse
-
-pytestmark = pytest.mark.e2e
+from tests.support.harness import TOKEN, expected_counts, promtool
+from tests.support.process import Exporter, assert_private, by_label, interactions, parse
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)

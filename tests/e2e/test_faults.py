@@ -11,8 +11,15 @@ import pytest
 from exporter.api import windowing
 from exporter.api.client import Outcome, TokenGate
 from exporter.tools.simulator import SELECT_BY, Faults, Traffic
-from tests.conftest import TOKEN, Clock, assert_kpis, expected_counts, make_config, make_poller
-from tests.process import assert_private, by_label, interactions
+from tests.support.harness import (
+    TOKEN,
+    Clock,
+    assert_kpis,
+    expected_counts,
+    make_config,
+    make_poller,
+)
+from tests.support.process import assert_private, by_label, interactions
 
 START = 1_790_000_100
 ALL_BUT_QUOTA = {
@@ -127,7 +134,6 @@ def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_d
     assert first.cursor == second.cursor and first.cursor is not None and first.cursor >= midnight
 
 
-@pytest.mark.e2e
 @pytest.mark.parametrize("select_by", SELECT_BY)
 def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporter, select_by: str):
     # Traffic begins once the exporter has surely made its first poll, even on a loaded

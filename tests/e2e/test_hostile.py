@@ -17,7 +17,7 @@ from exporter.api import windowing
 from exporter.counting import labels
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.tools.simulator import Row, Traffic
-from tests.conftest import Clock, expected_counts, make_config, make_poller, promtool
+from tests.support.harness import Clock, expected_counts, make_config, make_poller, promtool
 
 START = 1_790_000_100
 NASTY = 'say "hi" \\ back\nslash\x00nul 😀 ' + "x" * 100_000

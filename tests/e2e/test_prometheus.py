@@ -11,15 +11,13 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
-from tests.conftest import required_binary
-from tests.process import Exporter, free_port
-from tests.test_dashboards import dashboards, panel_queries, variable_queries
+from tests.support.harness import required_binary
+from tests.support.process import Exporter, free_port
+from tests.unit.test_dashboards import dashboards, panel_queries, variable_queries
 
-pytestmark = pytest.mark.e2e
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 
 def api(port: int, path: str, **params: str) -> Any:

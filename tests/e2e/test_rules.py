@@ -8,10 +8,10 @@ from pathlib import Path
 
 import yaml
 
-from tests.conftest import promtool
-from tests.promql import metric_names
+from tests.support.harness import promtool
+from tests.support.promql import metric_names
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 RULES = [ROOT / "prometheus" / "rules.yaml", ROOT / "prometheus" / "alerts.yaml"]
 
 

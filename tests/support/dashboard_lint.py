@@ -14,7 +14,7 @@ from typing import Any
 
 import promql_parser
 
-from tests.promql import walk
+from tests.support.promql import walk
 
 Dashboard = dict[str, Any]
 Panel = dict[str, Any]

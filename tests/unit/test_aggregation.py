@@ -6,7 +6,7 @@ from zoneinfo import ZoneInfo
 from exporter.api.records import DateParser, decode, fingerprint
 from exporter.counting import labels
 from exporter.counting.tally import Tally
-from tests.conftest import operation_settings
+from tests.support.harness import operation_settings
 
 ZONE = ZoneInfo("America/Bogota")
 

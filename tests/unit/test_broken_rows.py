@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from exporter.api.records import InvalidAnswer, decode
 from exporter.counting.tally import Tally
 from exporter.tools.simulator import Traffic
-from tests.conftest import operation_settings
+from tests.support.harness import operation_settings
 
 ZONE = ZoneInfo("America/Bogota")
 FIRST = 1_790_000_040

@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exporter.api.client import ApiError, Client, Outcome, TokenGate
-from tests.conftest import TOKEN
+from tests.support.harness import TOKEN
 
 Reply = tuple[int, bytes, dict[str, str]]
 
@@ -46,7 +46,7 @@ def api() -> Iterator[tuple[Script, str]]:
             pass
 
     srv = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    threading.Thread(target=srv.serve_forever, args=(0.02,), daemon=True).start()
     yield script, f"http://127.0.0.1:{srv.server_address[1]}/api/v2/reports_manager.php"
     srv.shutdown()
     srv.server_close()

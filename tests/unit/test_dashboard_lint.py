@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.dashboard_lint import RULES, excluded, lint
+from tests.support.dashboard_lint import RULES, excluded, lint
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 BOARDS = {
     p.name: json.loads(p.read_text(encoding="utf-8"))
     for p in sorted((ROOT / "grafana" / "dashboards").glob("*.json"))

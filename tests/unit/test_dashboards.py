@@ -11,9 +11,9 @@ from typing import Any
 
 import yaml
 
-from tests.promql import metric_names, substitute
+from tests.support.promql import metric_names, substitute
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 GRAFANA = ROOT / "grafana"
 
 

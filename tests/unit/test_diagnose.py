@@ -12,7 +12,7 @@ import pytest
 
 from exporter.cli import main as cli
 from exporter.tools.simulator import SELECT_BY, Traffic
-from tests.conftest import TOKEN
+from tests.support.harness import TOKEN
 
 BOGOTA, MEXICO = "America/Bogota", "America/Mexico_City"  # UTC-5 and UTC-6, no DST
 

@@ -1,5 +1,5 @@
-"""The metric families table (exporter/families.py) is what /metrics, describe(), backfill and
-the README say."""
+"""The metric families table (exporter/exposition/families.py) is what /metrics, describe(),
+backfill and docs/metrics.md say."""
 
 from __future__ import annotations
 
@@ -16,15 +16,15 @@ from exporter.exposition.collector import WolkvoxCollector
 from exporter.state.store import StateStore
 from exporter.tools.backfill import replay as backfill
 from exporter.tools.simulator import Traffic
-from tests.conftest import Clock, make_config, make_poller, other_poller
+from tests.support.harness import Clock, make_config, make_poller, other_poller
 
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 
 def readme_metrics() -> dict[str, tuple[str, tuple[str, ...]]]:
-    """The README's metrics table: exposed name -> (type, labels)."""
-    text = (ROOT / "README.md").read_text()
-    table = text.split("## Metrics", 1)[1].split("\n\n", 2)[1]
+    """The metrics table of docs/metrics.md: exposed name -> (type, labels)."""
+    text = (ROOT / "docs" / "metrics.md").read_text()
+    table = text.split("# Metrics", 1)[1].split("\n\n", 2)[1]
     out = {}
     for row in table.splitlines()[2:]:
         cells = [c.strip() for c in row.strip("|").split("|")]

@@ -12,8 +12,8 @@ from exporter.counting.tally import Tally
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.settings import config
 from exporter.tools.simulator import Traffic
-from tests.conftest import Clock, make_config, make_poller, operation_settings
-from tests.test_aggregation import BASE, answer, row
+from tests.support.harness import Clock, make_config, make_poller, operation_settings
+from tests.unit.test_aggregation import BASE, answer, row
 
 
 def kpi_tally(**kpis: Any) -> Tally:

@@ -5,7 +5,7 @@ expectations in web/tls_config_test.go), written here in our own words with cert
 by the test: the file either is refused for the reason Go gives, or starts, and then each
 request (plain or TLS client, TLS version, cipher, curve, client certificate, basic auth) is
 accepted or refused as in Go. Rows where Python's ssl cannot do what Go does are marked
-`DIFFERS` and listed in the README.
+`DIFFERS` and listed in docs/web-config.md.
 """
 
 from __future__ import annotations
@@ -14,12 +14,8 @@ import base64
 import http.client
 import os
 import re
-import signal
 import ssl
-import subprocess
-import sys
 import threading
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -34,9 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter.exposition import server, webconfig
 from exporter.settings import config
-from tests.conftest import promtool
-from tests.pki import make_pki
-from tests.process import free_port
+from tests.support.pki import make_pki
 
 PASSWORD = "dave123"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
@@ -126,8 +120,6 @@ class Case:
     differs: str = ""  # why this row does not match Go, if it does not
 
 
-DEMO = (sys.executable, "-m", "exporter.cli", "--demo")
-CHECK = (sys.executable, "-m", "exporter.cli", "check", "--config")
 SERVER = 'tls_server_config:\n  cert_file: "server.crt"\n  key_file: "server.key"\n'
 TLS_OK: list[tuple[Client, str | int]] = [(Client(), 200), (Client(tls=False), "http")]
 PLAIN_OK: list[tuple[Client, str | int]] = [(Client(tls=False), 200), (Client(), "tls")]
@@ -556,36 +548,6 @@ def test_the_toolkit_cases_behave_as_in_go(pki, serving, case):
             assert got == expected, client
 
 
-def test_promtool_agrees_on_every_file_it_understands(pki):
-    """promtool (of the installed Prometheus) and our check give the same verdict on each
-    file of the table, except the rows that differ on purpose and keys newer than its
-    exporter-toolkit (reported as unknown fields)."""
-    cfg = pki / "exporter.yml"
-    cfg.write_text("operations:\n  - {name: a, base_url: 'http://127.0.0.1:1', token: t}\n")
-    compared = 0
-    for case in TABLE:
-        path = write_case(pki, case)
-        proc = subprocess.run(
-            [promtool(), "check", "web-config", str(path)], capture_output=True, text=True
-        )
-        if "not found in type" in proc.stdout + proc.stderr:
-            continue  # a key this promtool's toolkit does not know
-        ours = subprocess.run(
-            [*CHECK, str(cfg), "--web.config.file", str(path)],
-            capture_output=True,
-            text=True,
-        )
-        if case.differs:
-            continue
-        assert (proc.returncode == 0) == (ours.returncode == 0), (
-            case.name,
-            proc.stdout + proc.stderr,
-            ours.stdout + ours.stderr,
-        )
-        compared += 1
-    assert compared >= 30
-
-
 # -- behaviour over time ----------------------------------------------------------------------
 
 
@@ -667,39 +629,6 @@ def test_wrong_passwords_cannot_starve_scrapes_with_the_right_one(pki, serving):
     assert security.current().dummy_hash[:7] == costly.encode()[:7]
 
 
-def test_sighup_rereads_the_web_config_and_keeps_the_process(pki):
-    """SIGHUP, which kills a process by default, re-reads the web config instead."""
-    d = pki / "sighup"
-    d.mkdir()
-    path, log = d / "web.yml", d / "exporter.log"
-    path.write_text(f"basic_auth_users:\n  dave: {HASH}\n")
-    port = free_port()
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [*DEMO, "--web.config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.time() + 20
-        while time.time() < deadline and "wolkvox-exporter started" not in log.read_text():
-            time.sleep(0.1)
-        time.sleep(1.0)  # the signal handlers are installed just after the start line
-        path.write_text(f"basic_auth_users:\n  eve: {HASH}\n")
-        proc.send_signal(signal.SIGHUP)
-        deadline = time.time() + 10
-        while time.time() < deadline and "reason=SIGHUP" not in log.read_text():
-            time.sleep(0.1)
-        assert "web config reloaded" in log.read_text() and "reason=SIGHUP" in log.read_text()
-        assert request(port, pki, Client(tls=False, user="eve"))[0] == 200
-        assert request(port, pki, Client(tls=False, user="dave"))[0] == 401
-        assert proc.poll() is None
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=15)
-    assert proc.returncode == 0, log.read_text()
-
-
 def test_keys_without_effect_are_named_in_the_log(pki, caplog):
     path = pki / "curves.yml"
     path.write_text(
@@ -709,42 +638,3 @@ def test_keys_without_effect_are_named_in_the_log(pki, caplog):
     assert "web config keys without effect here" in caplog.text
     assert "tls_server_config.curve_preferences" in caplog.text
     assert "http_server_config.http2" in caplog.text
-
-
-def test_the_exporter_serves_tls_and_auth_from_the_flag(pki):
-    path = pki / "full.yml"
-    path.write_text(
-        SERVER
-        + '  client_auth_type: "VerifyClientCertIfGiven"\n  client_ca_file: "ca.crt"\n'
-        + "http_server_config:\n  headers:\n    X-Content-Type-Options: nosniff\n"
-        + f"basic_auth_users:\n  dave: {HASH}\n"
-    )
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "exporter.cli",
-            "--demo",
-            "--web.config.file",
-            str(path),
-            "--web.listen-address",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        status: str | int = "tls"
-        deadline = time.time() + 20
-        while time.time() < deadline and status != 200:
-            status, headers = request(port, pki, Client(user="dave", path="/metrics"))
-            time.sleep(0.2)
-        assert status == 200 and headers["X-Content-Type-Options"] == "nosniff"
-        assert request(port, pki, Client(path="/metrics"))[0] == 401
-        assert request(port, pki, Client(cert="client", user="dave"))[0] == 200
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=15)
-    assert proc.returncode == 0, out
-    assert PASSWORD.encode() not in out

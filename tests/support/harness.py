@@ -1,0 +1,178 @@
+"""What tests share: a hand-moved clock, configs and pollers built as the exporter builds them,
+ground truth keyed the way the exporter labels it, and the tools a test may need."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, cast
+
+import pytest
+
+from exporter.api.client import TokenGate
+from exporter.counting import labels
+from exporter.polling.poller import Poller
+from exporter.settings import config
+from exporter.settings.config import OperationSettings
+from exporter.state.store import OperationState, StateStore
+from exporter.tools import simulator
+
+TOKEN = "tok-3f9a1c77e2-SECRET"
+
+
+class Clock:
+    """A wall clock the test moves by hand, shared by the simulator and the poller."""
+
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_config(url: str, **polling: Any) -> config.Config:
+    raw_labels = polling.pop("labels", {})
+    raw_state = polling.pop("state", {})
+    settings = {
+        "interval": "5m",
+        "settle_delay": "1m",
+        "lookback": "5m",
+        "request_spacing": "0s",
+        "retry_backoff": "0s",
+        **polling,
+    }
+    return config.from_mapping(
+        {
+            "operations": [{"name": "main", "base_url": url, "token": TOKEN}],
+            "polling": settings,
+            "labels": raw_labels,
+            "state": raw_state,
+        }
+    )
+
+
+def make_poller(
+    cfg: config.Config,
+    clock: Clock,
+    gate: TokenGate | None = None,
+    index: int = 0,
+    store: StateStore | None = None,
+    saved: OperationState | None = None,
+) -> Poller:
+    return Poller(
+        cfg.per_operation()[index],
+        gate or TokenGate(cfg.polling.request_spacing),
+        clock=clock,
+        store=store,
+        saved=saved,
+    )
+
+
+def other_poller(url: str, clock: Clock, store: StateStore | None = None) -> Poller:
+    """A second operation, `other`, beside make_poller's `main`: its own simulator and gate."""
+    cfg = make_config(url)
+    other = cfg.model_copy(
+        update={"operations": [cfg.operations[0].model_copy(update={"name": "other"})]}
+    )
+    return Poller(other.per_operation()[0], TokenGate(0), clock=clock, store=store)
+
+
+def operation_settings(
+    zone: str = "America/Bogota",
+    interval: str = "5m",
+    labels: Mapping[str, object] | None = None,
+    kpis: Mapping[str, object] | None = None,
+) -> OperationSettings:
+    """One operation's settings for code that never calls its API, built as the exporter
+    builds them: from a config mapping."""
+    cfg = config.from_mapping(
+        {
+            "operations": [
+                {"name": "main", "base_url": "http://127.0.0.1:9", "token": "t", "timezone": zone}
+            ],
+            "polling": {"interval": interval},
+            "labels": dict(labels or {}),
+            "kpis": dict(kpis or {}),
+        }
+    )
+    return cfg.per_operation()[0]
+
+
+def expected_counts(
+    rows: list[simulator.Row], max_length: int = 64
+) -> Counter[tuple[str, str, str]]:
+    """Ground truth keyed the way the exporter labels it (normalisation is unit-tested apart)."""
+    out: Counter[tuple[str, str, str]] = Counter()
+    for r in rows:
+        rec = cast(dict[str, Any], r.record)  # JSON values, as the API sent them
+        out[
+            (
+                labels.channel(rec["channel"]),
+                labels.rp_id(rec["rp_id"]),
+                labels.routing_answer(rec["routing_answer"], max_length),
+            )
+        ] += 1
+    return out
+
+
+@dataclass
+class Kpis:
+    """Ground truth of the KPI counters, classified independently of the exporter's regexes:
+    the simulator's transfer answer is exactly `transfer_skill`."""
+
+    outcomes: Counter[tuple[str, str]]
+    sessions: Counter[str]
+    transferred: Counter[str]
+
+
+def outcome_of(answer: str) -> str:
+    if answer == "transfer_skill":
+        return "transferred"
+    if answer.startswith("MaskedText:"):
+        return "masked_input"
+    return "none" if answer == "" else "bot_answer"
+
+
+def expected_kpis(rows: list[simulator.Row]) -> Kpis:
+    outcomes: Counter[tuple[str, str]] = Counter()
+    sessions: dict[str, str] = {}
+    transferred: set[str] = set()
+    for r in rows:
+        rec = cast(dict[str, Any], r.record)  # JSON values, as the API sent them
+        channel = labels.channel(rec["channel"])
+        outcomes[(channel, outcome_of(rec["routing_answer"]))] += 1
+        sessions[rec["session_id"]] = channel
+        if rec["routing_answer"] == "transfer_skill":
+            transferred.add(rec["session_id"])
+    return Kpis(
+        outcomes,
+        Counter(sessions.values()),
+        Counter(sessions[s] for s in transferred),
+    )
+
+
+def assert_kpis(snap: Any, rows: list[simulator.Row]) -> None:
+    """A poller snapshot's KPI counters equal the ground truth of `rows`."""
+    truth = expected_kpis(rows)
+    assert {k: n for k, n in snap.counts.outcomes.items() if n} == dict(truth.outcomes)
+    assert snap.counts.sessions_total == dict(truth.sessions)
+    assert snap.counts.transferred_total == dict(truth.transferred)
+    assert sum(truth.transferred.values()) > 0
+
+
+def required_binary(name: str) -> str:
+    """Path of a tool from Debian's prometheus package; in CI its absence is a failure,
+    elsewhere the test is skipped."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("CI"):
+            pytest.fail(f"{name} is required in CI (Debian package prometheus)")
+        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+    return path
+
+
+def promtool() -> str:
+    return required_binary("promtool")
