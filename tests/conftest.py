@@ -21,6 +21,9 @@ from exporter.tools import simulator
 from tests.support.harness import TOKEN, Clock, make_config, make_poller
 from tests.support.process import Exporter
 
+# Shared fixtures beyond this file: see tests/support/fixtures.py.
+pytest_plugins = ["tests.support.fixtures"]
+
 
 @pytest.fixture
 def sim_factory() -> Iterator[Any]:

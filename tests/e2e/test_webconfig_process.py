@@ -38,7 +38,7 @@ def test_promtool_agrees_on_every_file_it_understands(pki):
         if "not found in type" in proc.stdout + proc.stderr:
             continue  # a key this promtool's toolkit does not know
         ours = subprocess.run(
-            [*str(cfg), "--web.config.file", str(path)],
+            [*CHECK, str(cfg), "--web.config.file", str(path)],
             capture_output=True,
             text=True,
         )
@@ -62,7 +62,7 @@ def test_sighup_rereads_the_web_config_and_keeps_the_process(pki):
     port = free_port()
     with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*"--web.config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"],
+            [*DEMO, "--web.config.file", str(path), "--web.listen-address", f"127.0.0.1:{port}"],
             stdout=out,
             stderr=subprocess.STDOUT,
         )

@@ -7,10 +7,9 @@ from __future__ import annotations
 
 import functools
 import socket
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -21,40 +20,6 @@ from tests.unit.test_client import client as client_for
 from tests.unit.test_poller import START, run_polls
 
 Reply = Callable[[socket.socket], None]
-
-
-@pytest.fixture
-def raw_api() -> Iterator[Callable[[Reply], str]]:
-    """Serve each connection with `reply(conn)`; returns the diagram_9 URL."""
-    listeners: list[socket.socket] = []
-
-    def start(reply: Reply) -> str:
-        srv = socket.create_server(("127.0.0.1", 0))
-        listeners.append(srv)
-
-        def loop() -> None:
-            while True:
-                try:
-                    conn, _ = srv.accept()
-                except OSError:
-                    return
-                threading.Thread(target=_serve, args=(conn, reply), daemon=True).start()
-
-        threading.Thread(target=loop, daemon=True).start()
-        return f"http://127.0.0.1:{srv.getsockname()[1]}/api/v2/reports_manager.php"
-
-    yield start
-    for srv in listeners:
-        srv.close()
-
-
-def _serve(conn: socket.socket, reply: Reply) -> None:
-    with conn:
-        try:
-            conn.recv(65536)  # the request
-            reply(conn)
-        except OSError:
-            pass  # the client hung up, as it should
 
 
 def client(url: str, seen: list[Outcome], timeout: float = 1.0, retries: int = 0) -> Client:

@@ -7,10 +7,8 @@ import logging
 import socket
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from prometheus_client import CollectorRegistry
 
 from exporter.api import windowing
@@ -21,21 +19,6 @@ from tests.support.harness import TOKEN, Clock, make_config, make_poller
 from tests.support.process import assert_private
 
 START = 1_790_000_100
-
-
-@pytest.fixture
-def running(sim_factory) -> Iterator[dict[str, Any]]:
-    clock = Clock(START)
-    traffic = Traffic(seed=21, rate_per_minute=120, duplicate_fraction=0.05)
-    sim, url = sim_factory(traffic, clock)
-    poller = make_poller(make_config(url), clock)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector([poller], 300))
-    httpd, _ = server.serve(server.App(registry, [poller]), "127.0.0.1", 0)
-    base = f"http://127.0.0.1:{httpd.server_address[1]}"
-    yield {"base": base, "poller": poller, "clock": clock, "traffic": traffic, "sim": sim}
-    httpd.shutdown()
-    httpd.server_close()
 
 
 def get(

@@ -30,18 +30,12 @@ from prometheus_client import CollectorRegistry
 
 from exporter.exposition import server, webconfig
 from exporter.settings import config
-from tests.support.pki import make_pki
 
 PASSWORD = "dave123"
 HASH = bcrypt.hashpw(PASSWORD.encode(), bcrypt.gensalt(4)).decode()
 
 
 # -- certificates ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_pki(tmp_path_factory.mktemp("pki"))
 
 
 # -- requests -------------------------------------------------------------------------------
