@@ -570,7 +570,22 @@ def fetch_within_cap(
     """Fetch the inclusive range `[first, last]`, halving it while an answer comes back at the
     record cap, or the API asks for a narrower range, or the answer is larger than
     `max_response_bytes`; `on_answer` gets each complete answer with its range, in date order.
-    The halves share their middle second, so the receiver must dedupe (the Tally does)."""
+    The halves share their middle second, so the receiver must dedupe (the Tally does).
+
+    A range that spans a fall-back is asked in parts cut at the change: its wall-time bounds
+    would otherwise be inverted, which an API comparing wall time refuses or answers empty."""
+    for lo, hi in windowing.wall_ordered(first, last, client.zone):
+        _fetch_within_cap(client, lo, hi, cap, on_answer, operation)
+
+
+def _fetch_within_cap(
+    client: Client,
+    first: int,
+    last: int,
+    cap: int,
+    on_answer: Callable[[Answer, int, int], None],
+    operation: str,
+) -> None:
     answer: Answer | None
     refused = Outcome.TOO_MANY_RECORDS
     try:
@@ -584,7 +599,7 @@ def fetch_within_cap(
         halves = windowing.split(first, last)
         if halves is not None:
             for lo, hi in halves:
-                fetch_within_cap(client, lo, hi, cap, on_answer, operation)
+                _fetch_within_cap(client, lo, hi, cap, on_answer, operation)
             return
         if answer is None:
             raise ApiError(refused, "even a one-second range is too large")

@@ -14,6 +14,7 @@ import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime, tzinfo
 
 
 @dataclass(frozen=True)
@@ -129,3 +130,62 @@ def next_poll_at(now: float, interval: int, settle_delay: int) -> float:
 def retention_floor(cursor: int, origin: int, lookback: int) -> int:
     """Rows dated before this second can never be re-read, so their fingerprints may go."""
     return max(origin, cursor - lookback - 1)
+
+
+# Daylight saving. The API speaks the operation's wall time, and an API that keeps wall time
+# compares wall-time strings: where clocks go back, a range whose bounds lie on either side of
+# the change has its end before its start (refused, or answered with nothing), and a request for
+# the repeated hour returns the rows of both of its occurrences. Zones never change their offset
+# twice within `_PROBE`, so sampling at that step and bisecting finds every change.
+_PROBE = 6 * 3600
+# The longest step back of any zone's clocks (an hour, half an hour at Lord Howe), with room.
+MAX_FALL_BACK = 2 * 3600
+
+
+def _offset(t: int, zone: tzinfo) -> int:
+    offset = datetime.fromtimestamp(t, zone).utcoffset()
+    return int(offset.total_seconds()) if offset is not None else 0
+
+
+def offset_changes(first: int, last: int, zone: tzinfo) -> list[tuple[int, int]]:
+    """Each UTC-offset change in `(first, last]`: its first second under the new offset, and the
+    change in seconds (negative where clocks go back and a span of wall time comes again)."""
+    out = []
+    lo, before = first, _offset(first, zone)
+    while lo < last:
+        hi = min(lo + _PROBE, last)
+        after = _offset(hi, zone)
+        if after != before:
+            low, high = lo, hi  # offset(low) == before, offset(high) == after
+            while high - low > 1:
+                mid = (low + high) // 2
+                if _offset(mid, zone) == before:
+                    low = mid
+                else:
+                    high = mid
+            out.append((high, after - before))
+        lo, before = hi, after
+    return out
+
+
+def wall_ordered(first: int, last: int, zone: tzinfo) -> list[tuple[int, int]]:
+    """The inclusive range `[first, last]` cut where clocks go back, so that each part's wall-time
+    bounds are in order. Where clocks go forward the wall time only jumps ahead: no cut."""
+    parts = []
+    for change, step in offset_changes(first, last, zone):
+        if step < 0:
+            parts.append((first, change - 1))
+            first = change
+    parts.append((first, last))
+    return parts
+
+
+def repeated(first: int, last: int, zone: tzinfo) -> list[tuple[int, int, int]]:
+    """The spans of `[first, last]` whose wall time comes again after a fall-back, as
+    `(start, end, shift)`: a second in `[start, end)` reads as the same wall time as the second
+    `shift` later. A date in such a span is read as its earlier occurrence (see DateParser)."""
+    return [
+        (change + step, change, -step)
+        for change, step in offset_changes(first, last + MAX_FALL_BACK, zone)
+        if step < 0 and change + step <= last
+    ]

@@ -46,6 +46,12 @@ def add_parser(sub: Subparsers) -> None:
         default=600.0,
         help="with --select-by close: seconds a session may stay open after its last row",
     )
+    p.add_argument(
+        "--wall-time",
+        action="store_true",
+        help="compare request dates with rows as wall-time strings, as an API keeping the "
+        "operation's wall time does: a repeated hour's request returns both occurrences",
+    )
     p.add_argument("--start", type=int, help="no traffic dated before this Unix time")
     p.add_argument("--stop", type=int, help="no traffic dated at or after this Unix time")
     p.add_argument(
@@ -86,6 +92,7 @@ def command(args: argparse.Namespace) -> int:
         stop=args.stop,
         select_by=args.select_by,
         close_delay=args.close_delay,
+        wall_time=args.wall_time,
     )
     sim = simulator.Simulator(
         {"default": traffic},

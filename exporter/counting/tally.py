@@ -14,9 +14,11 @@ from dataclasses import dataclass
 from itertools import compress, count, repeat
 from operator import attrgetter, mod, sub
 from typing import cast
+from zoneinfo import ZoneInfo
 
 import msgspec
 
+from exporter.api import windowing
 from exporter.api.records import Answer, DateParser, Record
 from exporter.counting import labels
 from exporter.counting.counts import Counts, Ledger, TallyState
@@ -75,6 +77,7 @@ class Tally:
         self.labels = labels.Labeler(settings.labels, kpis)
         self.outcome_names = self.labels.classify.names
         self.ledger = Ledger(settings.labels.last_window_retention)
+        self.zone = settings.zone
         self.parse_date = DateParser(settings.zone)
         self.seen = SeenRows()
         self.sessions = Sessions()
@@ -120,10 +123,11 @@ class Tally:
         result = Ingested(received=answer.size)
         decoded, fresh = fresh_rows(answer, self.seen.copies)
         records, seconds, fresh, rejects = countable(decoded, fresh, self.parse_date)
+        lowest, highest = (min(seconds), max(seconds)) if records else (first, last)
+        twins = _twins(self.zone, first, last, lowest, highest)
         for reason, fp, n in rejects:
-            self._reject(reason, fp, n, last, result)
+            self._reject(reason, fp, n, last if twins is None else max(last, twins[0]), result)
         if records:
-            lowest, highest = min(seconds), max(seconds)
             if lowest < first or highest > last:
                 self.counts.outside_range += _outside(seconds, fresh, first, last, result)
             counts = self.counts
@@ -131,7 +135,7 @@ class Tally:
                 counts.newest = highest
             if windows is None:
                 windows = (first - first % self.interval, last - last % self.interval)
-            result.counted = self._file(records, seconds, fresh, last, windows)
+            result.counted = self._file(records, seconds, fresh, last, windows, twins)
         result.duplicates = result.received - result.counted - result.rejected
         self.counts.received += result.received
         self.counts.duplicates += result.duplicates
@@ -152,10 +156,11 @@ class Tally:
         fresh: Fresh,
         last: int,
         open_windows: tuple[int, int],
+        twins: Twins,
     ) -> int:
         """Remember the rows as seen, count them by label set and window; return how many."""
         fps, copies, had = fresh
-        if max(seconds) <= last:
+        if max(seconds) <= last and twins is None:
             # A later request returns a row only if its range holds the time the API selects
             # the row by, which lay inside this range: so the row is kept until `last` leaves
             # the re-read horizon, whatever its own date.
@@ -163,6 +168,8 @@ class Tally:
         else:
             horizon = last + FUTURE_HORIZON
             filed = [last if s <= last else min(s, horizon) for s in seconds]
+            if twins is not None:
+                filed = _keep_for_twins(twins, seconds, filed)
             self.seen.admit_many(fps, copies, had, filed)
         repeated = any(had) or max(copies) > 1  # copies beyond the first, or counted before
         interval = self.interval
@@ -276,3 +283,43 @@ def countable(
         seconds = list(compress(seconds, keep))
         fresh = keep_only(fresh, keep)
     return records, cast(list[int], seconds), fresh, rejects
+
+
+# Where clocks go back, the wall time of a span comes again: `(until, spans)`, every row of the
+# answer kept at least `until`, and each span `(start, end, shift)` of repeated wall time.
+Twins = tuple[int, list[tuple[int, int, int]]] | None
+
+
+def _twins(zone: ZoneInfo, first: int, last: int, lowest: int, highest: int) -> Twins:
+    """How long the rows of an answer to `[first, last]`, dated `lowest` to `highest`, may come
+    back because of a fall-back; None (the usual case) if the answer touches no repeated span.
+
+    An API that compares wall time returns, for a request in the second occurrence of a
+    repeated hour, the rows of both occurrences. So a row returned by a range that reaches into
+    a first occurrence comes back until the same wall time has passed the second time: it is
+    kept until then, at least. A row dated in a repeated span is read as its first occurrence
+    (DateParser), and kept until its second."""
+    spans = windowing.repeated(min(first, lowest), max(last, highest), zone)
+    if not spans:
+        return None
+    until = max(
+        (
+            min(last, end - 1) + shift
+            for start, end, shift in spans
+            if first < end and start <= last
+        ),
+        default=last,
+    )
+    return until, spans
+
+
+def _keep_for_twins(
+    twins: tuple[int, list[tuple[int, int, int]]], seconds: list[int], filed: list[int]
+) -> list[int]:
+    until, spans = twins
+    out = [max(f, until) for f in filed]
+    for start, end, shift in spans:
+        out = [
+            max(f, s + shift) if start <= s < end else f for f, s in zip(out, seconds, strict=True)
+        ]
+    return out

@@ -99,6 +99,10 @@ class Traffic:
     # its session closed: up to `close_delay` seconds after the session's last row).
     select_by: str = "date"
     close_delay: float = 600.0
+    # Compare a request's bounds with the selection time as wall-time strings, as an API that
+    # keeps the operation's wall time does (a MySQL DATETIME BETWEEN): a request for a repeated
+    # hour returns the rows of both occurrences. Ground truth (`rows`, `truth`) is unchanged.
+    wall_time: bool = False
 
     def __post_init__(self) -> None:
         if self.select_by not in SELECT_BY:
@@ -227,6 +231,20 @@ class Traffic:
             out.sort(key=lambda r: r.date)
         return out
 
+    def rows_by_wall(self, ini: str, end: str, now: float | None = None) -> list[Row]:
+        """Rows whose selection time, as `YYYYmmddHHiiss` wall time, lies in `[ini, end]` (both
+        valid request dates, in order), published by `now` if given; in date order."""
+        # Every second that reads as a wall time in [ini, end] lies between the earliest
+        # occurrence of `ini` and the latest of `end`; outside a fall-back, exactly those.
+        earliest = _wall_epoch(ini, self.zone, fold=0)
+        latest = _wall_epoch(end, self.zone, fold=1)
+        zone = self.zone
+        return [
+            r
+            for r in self.rows(earliest, latest, now)
+            if ini <= datetime.fromtimestamp(r.selected, zone).strftime("%Y%m%d%H%M%S") <= end
+        ]
+
     def truth(self, first: int, last: int) -> Counter[tuple[str, str, str]]:
         """Ground truth: rows per (channel, rp_id, routing_answer) selected in `[first, last]`."""
         return Counter(
@@ -314,6 +332,7 @@ class Stats:
     requests: int = 0
     violations: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
+    inverted: int = 0  # requests whose date_end came before their date_ini (refused)
     faults: Counter[str] = field(default_factory=Counter)
     servers: Counter[str] = field(default_factory=Counter)  # `wolkvox_server` headers received
 
@@ -403,31 +422,52 @@ class Simulator:
         traffic = self.tenants.get(tenant)
         if params.get("api") != ["diagram_9"] or traffic is None:
             return _error(400, "THE API YOU WANT TO CONSULT DOES NOT EXIST")
-        first = _strict_date(params.get("date_ini"), traffic.zone)
-        last = _strict_date(params.get("date_end"), traffic.zone)
-        if first is None or last is None or first > last:
-            return _error(400, "SOME PARAMETERS ARE REQUIRED")
-        if last - first > self.max_days * 86400:
-            return _error(400, "THE DATE RANGE EXCEEDS THE ALLOWED LIMIT")
+        bounds = self._bounds(params, traffic)
+        if isinstance(bounds, Reply):
+            return bounds
         if not self._spend(token):
             return _error(403, "TOKEN LIMIT EXCEEDED")
         fault = self.faults.draw()
         if fault is not None:
             with self._lock:
                 self.stats.faults[fault] += 1
-        if fault == "server_error":
-            return Reply(500, b"<html><body><h1>500 Internal Server Error</h1></body></html>")
-        if fault == "error_envelope":
-            return _json_reply(
-                200, {"code": "500", "error": "INTERNAL ERROR", "msg": "", "data": None}
-            )
-        if fault == "busy":
-            return Reply(503, b"", {"Retry-After": str(self.faults.retry_after)})
-        if fault == "maintenance":
-            return Reply(403, b"")
-        if fault == "quota":
-            return _error(403, "TOKEN LIMIT EXCEEDED")
-        rows = traffic.rows(first, last, now=self.clock())
+        refusal = _FAULT_REPLIES.get(fault or "")
+        if refusal is not None:
+            return refusal(self.faults)
+        reply = self._rows_reply(traffic, *bounds, data_null=fault == "data_null")
+        if fault == "truncated":
+            reply.body = reply.body[: len(reply.body) // 2]
+        if fault == "hang":
+            reply.delay = self.faults.hang_seconds
+        return reply
+
+    def _bounds(
+        self, params: dict[str, list[str]], traffic: Traffic
+    ) -> tuple[int, int, str, str] | Reply:
+        """A request's range, as epochs and as the wall-time texts it was sent as; or the
+        refusal of a missing, malformed, inverted or too long one."""
+        first = _strict_date(params.get("date_ini"), traffic.zone)
+        last = _strict_date(params.get("date_end"), traffic.zone)
+        if first is None or last is None:
+            return _error(400, "SOME PARAMETERS ARE REQUIRED")
+        ini, end = params["date_ini"][0], params["date_end"][0]
+        if ini > end or first > last:
+            # What an API comparing dates most likely says of a range that ends before it
+            # starts; counted, since the exporter must never send one.
+            with self._lock:
+                self.stats.inverted += 1
+            return _error(400, "SOME PARAMETERS ARE REQUIRED")
+        if last - first > self.max_days * 86400:
+            return _error(400, "THE DATE RANGE EXCEEDS THE ALLOWED LIMIT")
+        return first, last, ini, end
+
+    def _rows_reply(
+        self, traffic: Traffic, first: int, last: int, ini: str, end: str, data_null: bool
+    ) -> Reply:
+        if traffic.wall_time:
+            rows = traffic.rows_by_wall(ini, end, now=self.clock())
+        else:
+            rows = traffic.rows(first, last, now=self.clock())
         if not rows:
             # What the live API says for an empty range, though the dates are fine.
             return _json_reply(
@@ -440,17 +480,12 @@ class Simulator:
                 )
             rows = rows[: self.cap]
         msg = f" {len(rows)} records were found"
-        if fault == "data_null":
-            reply = _json_reply(200, {"code": "200", "error": None, "msg": msg, "data": None})
-        else:  # what json.dumps writes for the whole payload, from rows encoded once
-            head = json.dumps({"code": "200", "error": None, "msg": msg}, ensure_ascii=False)
-            data = b", ".join(r.body for r in rows)
-            reply = Reply(200, head[:-1].encode() + b', "data": [' + data + b"]}")
-        if fault == "truncated":
-            reply.body = reply.body[: len(reply.body) // 2]
-        if fault == "hang":
-            reply.delay = self.faults.hang_seconds
-        return reply
+        if data_null:
+            return _json_reply(200, {"code": "200", "error": None, "msg": msg, "data": None})
+        # What json.dumps writes for the whole payload, from rows encoded once.
+        head = json.dumps({"code": "200", "error": None, "msg": msg}, ensure_ascii=False)
+        data = b", ".join(r.body for r in rows)
+        return Reply(200, head[:-1].encode() + b', "data": [' + data + b"]}")
 
     def enter(self, token: str | None) -> bool:
         """Mark a request with this token in flight; False if one already is (a violation)."""
@@ -472,6 +507,20 @@ class Simulator:
             self.stats.by_status[status] += 1
 
 
+# The faults that replace the answer whole, as the real API's failures look.
+_FAULT_REPLIES: dict[str, Callable[[Faults], Reply]] = {
+    "server_error": lambda _: Reply(
+        500, b"<html><body><h1>500 Internal Server Error</h1></body></html>"
+    ),
+    "error_envelope": lambda _: _json_reply(
+        200, {"code": "500", "error": "INTERNAL ERROR", "msg": "", "data": None}
+    ),
+    "busy": lambda faults: Reply(503, b"", {"Retry-After": str(faults.retry_after)}),
+    "maintenance": lambda _: Reply(403, b""),
+    "quota": lambda _: _error(403, "TOKEN LIMIT EXCEEDED"),
+}
+
+
 def _strict_date(values: list[str] | None, zone: ZoneInfo) -> int | None:
     if not values or len(values) != 1:
         return None
@@ -479,9 +528,15 @@ def _strict_date(values: list[str] | None, zone: ZoneInfo) -> int | None:
     if len(text) != 14 or not text.isdigit() or not text.isascii():
         return None
     try:
-        wall = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=zone)
+        return _wall_epoch(text, zone, fold=0)
     except ValueError:
         return None
+
+
+def _wall_epoch(text: str, zone: ZoneInfo, fold: int) -> int:
+    """A `YYYYmmddHHiiss` wall time as epoch seconds: its earlier occurrence (fold 0) or its
+    later one (fold 1) where clocks went back."""
+    wall = datetime.strptime(text, "%Y%m%d%H%M%S").replace(tzinfo=zone, fold=fold)
     return int(wall.timestamp())
 
 
