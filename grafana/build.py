@@ -1,7 +1,8 @@
-"""Build the Grafana dashboards in grafana/dashboards/ from this one description.
+"""The Grafana dashboards of grafana/dashboards/, described once.
 
-Run `python grafana/build.py` after editing; the test suite fails if the committed JSON differs
-from what this script writes, and runs every panel's query against a real Prometheus.
+`python3 prometheus/generate.py` writes them with the rest of the monitoring, from one configuration
+(prometheus/monitoring.yaml); the test suite fails if the committed JSON differs from what it
+writes, and runs every panel's query against a real Prometheus.
 
 Plain dictionaries rather than a dashboard SDK: three dashboards of a dozen panels need a handful
 of helpers, and the output is the schema Grafana's file provisioning reads, with fixed UIDs and a
@@ -11,10 +12,7 @@ datasource variable (no `__inputs`), so the same files work provisioned and impo
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
-
-OUT = Path(__file__).parent / "dashboards"
 
 Panel = dict[str, Any]
 
@@ -605,19 +603,17 @@ DASHBOARDS = {
 }
 
 
-def render() -> dict[str, str]:
-    return {
-        name: json.dumps(build(), indent=2, ensure_ascii=False) + "\n"
-        for name, build in DASHBOARDS.items()
-    }
-
-
-def main() -> None:
-    OUT.mkdir(exist_ok=True)
-    for name, text in render().items():
-        (OUT / name).write_text(text, encoding="utf-8")
-        print(f"wrote {OUT / name}")
-
-
-if __name__ == "__main__":
-    main()
+def render(selector: str = "") -> dict[str, str]:
+    """Every dashboard's JSON text by file name. `selector` (a PromQL matcher list, e.g.
+    job="wolkvox") narrows the job variable to the exporter's own jobs."""
+    out = {}
+    for name, build in DASHBOARDS.items():
+        board = build()
+        if selector:
+            for var in board["templating"]["list"]:
+                if var["name"] == "job":
+                    query = f"label_values(wolkvox_exporter_build_info{{{selector}}}, job)"
+                    var["query"] = {**var["query"], "query": query}
+                    var["definition"] = query
+        out[name] = json.dumps(board, indent=2, ensure_ascii=False) + "\n"
+    return out

@@ -163,14 +163,14 @@ def assert_kpis(snap: Any, rows: list[simulator.Row]) -> None:
     assert sum(truth.transferred.values()) > 0
 
 
-def required_binary(name: str) -> str:
-    """Path of a tool from Debian's prometheus package; in CI its absence is a failure,
-    elsewhere the test is skipped."""
+def required_binary(name: str, package: str = "prometheus") -> str:
+    """Path of a tool from a Debian package; in CI its absence is a failure, elsewhere the
+    test is skipped."""
     path = shutil.which(name)
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail(f"{name} is required in CI (Debian package prometheus)")
-        pytest.skip(f"{name} not installed (apt-get install prometheus)")
+            pytest.fail(f"{name} is required in CI (Debian package {package})")
+        pytest.skip(f"{name} not installed (apt-get install {package})")
     return path
 
 

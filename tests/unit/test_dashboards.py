@@ -51,7 +51,7 @@ def test_committed_json_is_what_the_builder_writes():
     on_disk = {
         p.name: p.read_text(encoding="utf-8") for p in (GRAFANA / "dashboards").glob("*.json")
     }
-    assert on_disk == rendered, "run: python grafana/build.py"
+    assert on_disk == rendered, "run: python3 prometheus/generate.py"
 
 
 def test_dashboards_have_fixed_uids_and_a_datasource_variable():
