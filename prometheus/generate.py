@@ -48,6 +48,7 @@ class Thresholds:
     state_not_saved_window: str = "15m"
     quota_nearly_used: float = 0.9
     label_overflow_window: str = "1h"
+    config_reload_failed_for: str = "10m"
     silent_channel_min_per_hour: float = 20
     silent_channel_for: str = "30m"
     surge_factor: float = 3
@@ -326,6 +327,18 @@ def _health_alerts(m: Monitoring) -> list[dict[str, Any]]:
             "from the last good save, and /-/ready answers 503 meanwhile; the exporter log says why (disk full, "
             "permissions, a read-only volume).",
             HEALTH,
+        ),
+        _alert(
+            m,
+            "WolkvoxConfigReloadFailed",
+            f"max_over_time({m.series('wolkvox_exporter_config_last_reload_successful')}[5m]) == 0",
+            "warning",
+            "Wolkvox exporter refused its new config file.",
+            "The config file of the exporter on {{ $labels.instance }} failed to reload: it keeps "
+            "running the last good config, and a restart would fail on the new one. Its log lists "
+            "every problem (wolkvox-exporter check --config FILE does too).",
+            HEALTH,
+            a.config_reload_failed_for,
         ),
         _alert(
             m,

@@ -14,6 +14,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry, ProcessCollector, generate_latest
 
+from exporter.cli.reloading import ReloadStatus
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.logs import LogfmtFormatter
 from exporter.state.store import StateStore
@@ -109,7 +110,8 @@ def exposed_names(sim_factory: Any, tmp_path: Path) -> set[str]:
     clock.now += 3600
     poller.poll_once()
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(WolkvoxCollector([poller], 300, store))
+    # An exporter run from a config file also reports its reloads.
+    registry.register(WolkvoxCollector([poller], 300, store, ReloadStatus()))
     ProcessCollector(registry=registry)  # process_*, which the CLI serves after the snapshot
     return set(re.findall(r"^(\w+)", generate_latest(registry).decode(), re.M))
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-from collections.abc import Sequence
 from zoneinfo import ZoneInfo
 
 from prometheus_client import CollectorRegistry, ProcessCollector
@@ -18,10 +17,11 @@ from exporter.cli.arguments import (
     listen_argument,
     unwritable,
 )
+from exporter.cli.reloading import Reloader
 from exporter.cli.signals import wait_for_signal
 from exporter.exposition import server, webconfig
 from exporter.exposition.collector import WolkvoxCollector
-from exporter.polling.poller import Poller
+from exporter.polling.fleet import Fleet
 from exporter.settings import config, durations
 from exporter.state.store import StateStore
 from exporter.tools import simulator
@@ -127,13 +127,12 @@ def command(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return fail(f"--web.listen-address: {exc}")
     level = "warning" if args.log_level == "warn" else args.log_level
-    logs.setup(level, args.log_format, secrets=[op.secret() for op in cfg.operations])
+    redacting = logs.setup(level, args.log_format, secrets=[op.secret() for op in cfg.operations])
     try:
         # After logging starts, so that its warnings (keys without effect) are logged.
         security = webconfig.load(args.web_config) if args.web_config else None
     except config.ConfigError as exc:
         return fail(str(exc))
-
     if cfg.polling.interval < 300 and not args.demo:
         log.warning(
             "polling.interval is below the 5m the vendor recommends; each poll costs daily quota",
@@ -144,18 +143,12 @@ def command(args: argparse.Namespace) -> int:
         if problem := unwritable(store):
             return fail(problem)
         store.remove_leftovers()
-    pollers = _pollers(cfg, store)
-    registry = CollectorRegistry(auto_describe=False)
-    collector = WolkvoxCollector(pollers, cfg.polling.interval, store)
-    registry.register(collector)
+    gate = TokenGate(cfg.polling.request_spacing)  # one for the process, kept through reloads
+    fleet = Fleet(gate, store)
+    fleet.restore(cfg.per_operation())
+    reloader = Reloader(args.config, cfg, fleet, gate, security, redacting)
     try:
-        live = CollectorRegistry(auto_describe=False)
-        ProcessCollector(registry=live)  # process_*: the standard self-metrics of an exporter
-        httpd, _ = server.serve(
-            server.App(registry, pollers, security, live, collector.page, [store] if store else []),
-            host,
-            port,
-        )
+        httpd = _serve(cfg, fleet, store, security, reloader, host, port)
     except OSError as exc:
         return fail(f"cannot listen on {listen}: {exc.strerror}")
     log.info(
@@ -163,36 +156,43 @@ def command(args: argparse.Namespace) -> int:
         extra={
             "version": __version__,
             "listen": listen,
-            "operations": len(pollers),
+            "operations": len(cfg.operations),
             "demo": args.demo,
         },
     )
-    for p in pollers:
-        p.start()
-    wait_for_signal(security)
+    fleet.start()
+    wait_for_signal(lambda: reloader.reload("SIGHUP"))
     log.info("shutting down: abandoning requests in flight and saving state")
     httpd.shutdown()
-    _stop(pollers, store)
+    fleet.shutdown()
     log.info("stopped")
     return 0
 
 
-def _pollers(cfg: config.Config, store: StateStore | None) -> list[Poller]:
-    """One poller per operation, resumed from the saved state; they share the token gate."""
-    gate = TokenGate(cfg.polling.request_spacing)
-    saved = store.load() if store is not None else {}
-    return [
-        Poller(settings, gate, store=store, saved=saved.get(settings.name))
-        for settings in cfg.per_operation()
-    ]
-
-
-def _stop(pollers: Sequence[Poller], store: StateStore | None) -> None:
-    """Stop every poller at once (requests in flight are abandoned), then save each."""
-    for p in pollers:
-        p.stop.set()
-    for p in pollers:
-        p.shutdown()
-        p.save()
-    if store is not None:
-        store.close()
+def _serve(
+    cfg: config.Config,
+    fleet: Fleet,
+    store: StateStore | None,
+    security: webconfig.Security | None,
+    reloader: Reloader,
+    host: str,
+    port: int,
+) -> server.Server:
+    """/metrics and the rest, served from the fleet's pollers of the moment."""
+    registry = CollectorRegistry(auto_describe=False)
+    reloads = reloader if reloader.path is not None else None  # --demo has no file to reload
+    collector = WolkvoxCollector(fleet, cfg.polling.interval, store, reloads)
+    registry.register(collector)
+    live = CollectorRegistry(auto_describe=False)
+    ProcessCollector(registry=live)  # process_*: the standard self-metrics of an exporter
+    app = server.App(
+        registry,
+        fleet,
+        security,
+        live,
+        collector.page,
+        [store] if store else [],
+        reload=lambda: reloader.reload("POST /-/reload"),
+    )
+    httpd, _ = server.serve(app, host, port)
+    return httpd

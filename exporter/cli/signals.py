@@ -1,5 +1,5 @@
 """Waiting for the signals a long-running command answers: SIGTERM and SIGINT stop it, SIGHUP
-re-reads the web config."""
+re-reads its configuration."""
 
 from __future__ import annotations
 
@@ -8,14 +8,13 @@ import signal
 import threading
 from collections.abc import Callable
 
-from exporter.exposition import webconfig
-
 log = logging.getLogger("exporter")
 
 
-def wait_for_signal(security: webconfig.Security | None) -> None:
-    """Until SIGTERM or SIGINT. SIGHUP re-reads the web config (certificates rotated by
-    cert-manager, say) instead of killing the process as it would by default."""
+def wait_for_signal(hangup: Callable[[], object] | None = None) -> None:
+    """Until SIGTERM or SIGINT. SIGHUP calls `hangup` (the exporter re-reads its config and
+    web config) instead of killing the process as it would by default; without one, it is
+    logged and ignored."""
     wake = threading.Event()  # set by every handler; waited on without a timeout, so an idle
     done = threading.Event()  # exporter does not wake twice a second for nothing
     hangups = threading.Event()
@@ -35,7 +34,7 @@ def wait_for_signal(security: webconfig.Security | None) -> None:
         wake.clear()
         if hangups.is_set():
             hangups.clear()
-            if security is None:
-                log.info("SIGHUP: no --web.config.file to re-read; the config file needs a restart")
+            if hangup is None:
+                log.info("SIGHUP: nothing to re-read")
             else:
-                security.reload("SIGHUP")
+                hangup()

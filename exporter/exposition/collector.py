@@ -13,7 +13,7 @@ Sample output:
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from typing import Protocol
 
 from prometheus_client.core import Metric
@@ -31,6 +31,16 @@ class SaveCounter(Protocol):
     def save_failures(self) -> int: ...
 
 
+class ReloadState(Protocol):
+    """What the page shows of config reloads."""
+
+    @property
+    def successful(self) -> bool: ...
+
+    @property
+    def last_success(self) -> float: ...
+
+
 class SnapshotSource(Protocol):
     """Anything that publishes an operation's snapshot: a poller, or a backfill's tally."""
 
@@ -43,10 +53,15 @@ _Line = tuple[bytes, float | None, bytes]
 
 class WolkvoxCollector(Collector):
     def __init__(
-        self, sources: Sequence[SnapshotSource], interval: float, store: SaveCounter | None = None
+        self,
+        sources: Iterable[SnapshotSource],
+        interval: float,
+        store: SaveCounter | None = None,
+        reloads: ReloadState | None = None,
     ) -> None:
         self.sources = sources
         self.store = store
+        self.reloads = reloads
         self.every = families.every(interval)
         # Per encoder: each family's header, and each operation's samples per family with
         # the snapshot they were rendered from.
@@ -61,12 +76,19 @@ class WolkvoxCollector(Collector):
         """Every family, without samples: what a registry checks for name clashes, so it need
         not call collect() at registration."""
         yield from families.render([], self.every)
-        yield from families.process(0 if self.store is not None else None)
+        reload = (True, 0.0) if self.reloads is not None else None
+        yield from families.process(0 if self.store is not None else None, reload)
 
     def collect(self) -> Iterator[Metric]:
         snaps = [s.snapshot() for s in self.sources]
         yield from families.render(snaps, self.every)
-        yield from families.process(self.store.save_failures if self.store else None)
+        yield from self._process()
+
+    def _process(self) -> Iterator[Metric]:
+        """The exporter's own families, read now: cheap, and rendered at every scrape."""
+        r = self.reloads
+        reload = (r.successful, r.last_success) if r is not None else None
+        yield from families.process(self.store.save_failures if self.store else None, reload)
 
     def page(self, encoder: Encoder) -> bytes:
         """What `encoder` writes for a registry holding this collector, byte for byte, but
@@ -81,8 +103,7 @@ class WolkvoxCollector(Collector):
                 headers = self._headers[encoder] = [encoding.header(encoder, m) for m in empty]
             bodies = [self._operation(encoder, s) for s in snaps]
         out = [header + b"".join(b[i] for b in bodies) for i, header in enumerate(headers)]
-        save_failures = self.store.save_failures if self.store else None
-        tail = encoder(encoding.Fixed(families.process(save_failures)))
+        tail = encoder(encoding.Fixed(self._process()))
         return b"".join(out) + tail
 
     def _operation(self, encoder: Encoder, snap: Snapshot) -> list[bytes]:

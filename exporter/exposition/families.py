@@ -278,7 +278,26 @@ BUILD_INFO = Family(
     "A metric with a constant 1 value labelled by the exporter's version.",
     ("version",),
 )
-ALL: tuple[Family, ...] = (*OPERATION, STATE_SAVE_FAILURES, BUILD_INFO)
+CONFIG_RELOAD_SUCCESSFUL = Family(
+    "wolkvox_exporter_config_last_reload_successful",
+    "gauge",
+    "1 if the last reload of the config file (SIGHUP or POST /-/reload) succeeded; 0 while an "
+    "older config keeps running because the new one was refused.",
+    (),
+)
+CONFIG_RELOAD_SUCCESS_TIMESTAMP = Family(
+    "wolkvox_exporter_config_last_reload_success_timestamp_seconds",
+    "gauge",
+    "When the running config was loaded: at start, or by the last successful reload.",
+    (),
+)
+ALL: tuple[Family, ...] = (
+    *OPERATION,
+    STATE_SAVE_FAILURES,
+    CONFIG_RELOAD_SUCCESSFUL,
+    CONFIG_RELOAD_SUCCESS_TIMESTAMP,
+    BUILD_INFO,
+)
 BY_NAME = {f.name: f for f in ALL}
 
 
@@ -307,12 +326,23 @@ def render(
             yield metric
 
 
-def process(save_failures: int | None) -> Iterator[Metric]:
-    """The exporter's own families: its version, and its failed state saves if it has a store."""
+def process(
+    save_failures: int | None, reload: tuple[bool, float] | None = None
+) -> Iterator[Metric]:
+    """The exporter's own families: its version, its failed state saves if it has a store, and
+    its config reloads (whether the last succeeded, and when the running config was loaded)
+    if it runs from a config file."""
     if save_failures is not None:
         failures = STATE_SAVE_FAILURES.new("", ())
         failures.add_metric([], save_failures)
         yield failures
+    if reload is not None:
+        successful = CONFIG_RELOAD_SUCCESSFUL.new("", ())
+        successful.add_metric([], 1 if reload[0] else 0)
+        yield successful
+        loaded = CONFIG_RELOAD_SUCCESS_TIMESTAMP.new("", ())
+        loaded.add_metric([], reload[1])
+        yield loaded
     build = BUILD_INFO.new("", BUILD_INFO.labels)
     build.add_metric([__version__], 1)
     yield build

@@ -12,7 +12,7 @@ import logging
 import socket
 import ssl
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar, Protocol
@@ -61,15 +61,18 @@ class App:
     def __init__(
         self,
         registry: CollectorRegistry,
-        pollers: Sequence[Published],
+        pollers: Iterable[Published],
         security: Security | None = None,
         live: CollectorRegistry | None = None,
         page: Callable[[encoding.Encoder], bytes] | None = None,
         stores: Sequence[SavedState] = (),
+        reload: Callable[[], tuple[bool, str]] | None = None,
     ) -> None:
         self.registry = registry
         self.pollers = pollers
         self.stores = stores
+        # POST /-/reload: re-reads the config, answers whether the new one runs, and why not.
+        self.reload = reload
         self.security = security
         self.live = live  # rendered at every scrape (process_*), after the cached part
         # Renders what the encoder would write for `registry`, reusing what did not change
@@ -187,7 +190,24 @@ class Handler(BaseHTTPRequestHandler):
         if self._admitted():
             self._send(405, b"method not allowed\n", TEXT, extra={"Allow": "GET, HEAD"})
 
-    do_POST = do_PUT = do_DELETE = do_PATCH = _not_allowed
+    def do_POST(self) -> None:
+        """POST /-/reload, as Prometheus and blackbox_exporter take it: 200 once the new config
+        runs, 500 with every problem when it was refused and the old one kept."""
+        if self.path.split("?", 1)[0] != "/-/reload" or self.app.reload is None:
+            self._not_allowed()
+            return
+        if self._admitted():
+            self._drain()
+            ok, message = self.app.reload()
+            self._send(200 if ok else 500, message.encode() + b"\n", TEXT)
+
+    def _drain(self) -> None:
+        """Read a small request body, so the client sees the answer rather than a reset."""
+        length = self.headers.get("Content-Length", "0")
+        if length.isdigit() and 0 < int(length) <= 65536:
+            self.rfile.read(int(length))
+
+    do_PUT = do_DELETE = do_PATCH = _not_allowed
 
     def _admitted(self) -> bool:
         """The rate limit, then basic auth, in the toolkit's order."""
@@ -213,6 +233,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send(200, self.app.landing(), "text/html; charset=utf-8", head)
         elif path == "/-/healthy":
             self._send(200, b"OK\n", TEXT, head)
+        elif path == "/-/reload" and self.app.reload is not None:
+            self._send(405, b"use POST to reload the config\n", TEXT, head, {"Allow": "POST"})
         elif path == "/-/ready":
             if self.app.ready():
                 self._send(200, b"OK\n", TEXT, head)

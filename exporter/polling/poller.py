@@ -26,6 +26,7 @@ from exporter.polling.health import Health, Quota
 from exporter.polling.ingest import Ingest
 from exporter.polling.reading import Reader, log_done, log_outside
 from exporter.polling.snapshot import Snapshot
+from exporter.polling.worker import Worker
 from exporter.settings.config import OperationSettings
 from exporter.state.store import OperationState, StateStore
 
@@ -52,7 +53,8 @@ class Poller:
         self.gate = gate
         self.store = store
         self.clock = clock
-        self.stop = threading.Event()
+        self.worker = Worker(self.name, self.poll_once, self.next_attempt, clock, self._crashed)
+        self.stop = self.worker.stop  # the client abandons its request in flight on it
         self.lock = threading.Lock()  # the tally and health, between this thread and scrapes
         self.tally = Tally(settings)
         self.cursor: int | None = None
@@ -63,7 +65,6 @@ class Poller:
         self.quota = Quota(self.client, settings.polling.token_info_interval, self.name)
         self.ingest = Ingest(settings, self.tally, self.client)
         self.reader = Reader(settings.polling, self.ingest)
-        self._thread: threading.Thread | None = None
         if saved is not None:
             self._restore(saved)
         self._published = self._build_snapshot()
@@ -155,7 +156,7 @@ class Poller:
                 read.add(self.ingest.count(answer, lo, hi, windows))
 
         while pending:
-            if self.stop.is_set():
+            if self.worker.ending:
                 raise _Stopped
             taken, pending = pending[:span], pending[span:]
             piece = windowing.merge(taken)
@@ -201,26 +202,27 @@ class Poller:
             self.cursor = end
             self.ingest.forget(end, self.origin)
 
-    def run(self) -> None:
-        while not self.stop.is_set():
-            try:
-                self.poll_once()
-            except Exception:  # a bug must not kill the loop and silently freeze the metrics
-                log.exception("unexpected error in poll", extra={"operation": self.name})
-                self._fail("unexpected error; see the exporter log")
-                self.commit()
-            now = self.clock()
-            self.stop.wait(max(0.0, self.next_attempt(now) - now))
+    def _crashed(self) -> None:
+        self._fail("unexpected error; see the exporter log")
+        self.commit()
 
     def start(self) -> None:
-        self._thread = threading.Thread(target=self.run, name=f"poll-{self.name}", daemon=True)
-        self._thread.start()
+        self.worker.start()
 
     def shutdown(self, timeout: float = 5.0) -> None:
-        self.stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout)
+        """Stop now, abandoning the request in flight (the process is exiting)."""
+        self.worker.shutdown(timeout)
         self.client.close()
+
+    def retire(self) -> None:
+        """Stop after the request in flight (a reload removes or replaces the operation)."""
+        self.worker.retire()
+
+    def retired(self, timeout: float) -> bool:
+        """Whether a retiring poller has ended; its client is closed once it has."""
+        if done := self.worker.retired(timeout):
+            self.client.close()
+        return done
 
     def snapshot(self) -> Snapshot:
         """The last committed snapshot: what scrapes see, never ahead of the state file."""

@@ -333,6 +333,7 @@ class Stats:
     violations: int = 0
     by_status: Counter[int] = field(default_factory=Counter)
     inverted: int = 0  # requests whose date_end came before their date_ini (refused)
+    by_token: Counter[str] = field(default_factory=Counter)  # requests per token, valid or not
     faults: Counter[str] = field(default_factory=Counter)
     servers: Counter[str] = field(default_factory=Counter)  # `wolkvox_server` headers received
 
@@ -493,6 +494,7 @@ class Simulator:
             return True
         with self._lock:
             self.stats.requests += 1
+            self.stats.by_token[token] += 1
             if self._in_flight[token] > 0:
                 self.stats.violations += 1
                 self._in_flight[token] += 1

@@ -117,8 +117,8 @@ class Exporter:
         `traffic_start`: rows before the first window are history (for backfill), so a test
         of exact counts must not let traffic begin before it."""
         first = self.wait_collected(0, timeout=timeout)
-        (origin_end,) = parse(first)["wolkvox_collected_until_timestamp_seconds"].values()
-        assert origin_end - 1 <= traffic_start, "the exporter started after the traffic began"
+        for origin_end in parse(first)["wolkvox_collected_until_timestamp_seconds"].values():
+            assert origin_end - 1 <= traffic_start, "the exporter started after the traffic began"
 
     def wait_collected(self, until: int, timeout: float = 90) -> str:
         """Scrape until every operation has collected up to `until`; returns that exposition."""

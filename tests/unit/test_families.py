@@ -11,6 +11,7 @@ from prometheus_client.exposition import generate_latest as text_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_encoder
 
 from exporter.api import windowing
+from exporter.cli.reloading import ReloadStatus
 from exporter.exposition import families
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.state.store import StateStore
@@ -51,7 +52,8 @@ def test_describe_announces_what_collect_renders(sim_factory, tmp_path):
     poller = make_poller(make_config(url), clock)
     clock.now += 400
     poller.poll_once()
-    collector = WolkvoxCollector([poller], 300, StateStore(tmp_path / "state.db"))
+    reloads = ReloadStatus()  # an exporter run from a config file reports its reloads
+    collector = WolkvoxCollector([poller], 300, StateStore(tmp_path / "state.db"), reloads)
     described = [(m.name, m.type, m.documentation) for m in collector.describe()]
     collected = [(m.name, m.type, m.documentation) for m in collector.collect()]
     assert described == collected
