@@ -132,7 +132,7 @@ class WolkvoxCollector(Collector):
                 one.add_metric([snap.name, *labels], 0.0)
                 last = (encoding.line_prefix(encoder, one), None, b"")
             if last[1] != value:
-                last = (last[0], value, last[0] + encoding.number(value).encode() + b"\n")
+                last = (last[0], value, encoding.line(last[0], value))
             current[labels] = last
         self._lines[key] = current
         return b"".join([line for _, _, line in current.values()])

@@ -77,6 +77,12 @@ def line_prefix(encoder: Encoder, metric: Metric) -> bytes:
     return line[: line.rindex(b" ") + 1]
 
 
+def line(prefix: bytes, value: float) -> bytes:
+    """A series' sample line from its prefix (`line_prefix`) and a value, as the encoders
+    write it."""
+    return prefix + number(value).encode() + b"\n"
+
+
 def cached_part(body: bytes, openmetrics: bool) -> bytes:
     """What a page rendered once per commit keeps: everything but the end marker, which comes
     after the part rendered at each scrape."""
