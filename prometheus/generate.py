@@ -426,25 +426,6 @@ def _traffic_alerts(m: Monitoring) -> list[dict[str, Any]]:
     ]
 
 
-class _Dumper(yaml.SafeDumper):
-    """Block style for multi-line strings (PromQL), so the files read well."""
-
-
-def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
-    style = "|" if "\n" in value else None
-    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
-
-
-_Dumper.add_representer(str, _str)
-
-
-def dump(groups: list[dict[str, Any]]) -> str:
-    # Wide: a description reads better on one line than folded at an arbitrary column.
-    return yaml.dump(
-        {"groups": groups}, Dumper=_Dumper, sort_keys=False, width=4096, allow_unicode=True
-    )
-
-
 def _module(path: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location(path.stem, path)
     assert spec is not None and spec.loader is not None
@@ -457,13 +438,14 @@ def render(m: Monitoring, config_name: str) -> dict[str, str]:
     """Every generated file, by its path under the output folder."""
     header = HEADER.format(config=config_name)
     rule_groups, alert_groups = recording_rules(m), alerts(m)
+    k8s = _module(ROOT / "deploy" / "kubernetes" / "build_monitoring.py")
+    # Wide: a description reads better on one line than folded at an arbitrary column.
     out = {
-        "prometheus/rules.yaml": header + RATE_NOTE + dump(rule_groups),
-        "prometheus/alerts.yaml": header + ALERT_NOTE + dump(alert_groups),
+        "prometheus/rules.yaml": header + RATE_NOTE + k8s.dump([{"groups": rule_groups}], 4096),
+        "prometheus/alerts.yaml": header + ALERT_NOTE + k8s.dump([{"groups": alert_groups}], 4096),
     }
     boards: dict[str, str] = _module(ROOT / "grafana" / "build.py").render(m.selector)
     out.update({f"grafana/dashboards/{name}": text for name, text in boards.items()})
-    k8s = _module(ROOT / "deploy" / "kubernetes" / "build_monitoring.py")
     for name, text in k8s.render(rule_groups + alert_groups, boards).items():
         out[f"deploy/kubernetes/base/monitoring/{name}"] = text
     return out

@@ -29,8 +29,11 @@ def _str(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
 _Dumper.add_representer(str, _str)
 
 
-def _dump(documents: list[dict[str, Any]]) -> str:
-    return yaml.dump_all(documents, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=True)
+def dump(documents: list[dict[str, Any]], width: int = 100) -> str:
+    """YAML documents that read well: keys in their order, multi-line strings as blocks."""
+    return yaml.dump_all(
+        documents, Dumper=_Dumper, sort_keys=False, width=width, allow_unicode=True
+    )
 
 
 def prometheus_rule(groups: list[dict[str, Any]]) -> str:
@@ -40,7 +43,7 @@ def prometheus_rule(groups: list[dict[str, Any]]) -> str:
         "metadata": {"name": "wolkvox-exporter", "labels": dict(LABELS)},
         "spec": {"groups": groups},
     }
-    return HEADER.format(source="prometheus/monitoring.yaml") + _dump([rule])
+    return HEADER.format(source="prometheus/monitoring.yaml") + dump([rule])
 
 
 def dashboards(boards: dict[str, str]) -> str:
@@ -60,7 +63,7 @@ def dashboards(boards: dict[str, str]) -> str:
         }
         for name, text in sorted(boards.items())
     ]
-    return HEADER.format(source="prometheus/monitoring.yaml") + _dump(maps)
+    return HEADER.format(source="prometheus/monitoring.yaml") + dump(maps)
 
 
 KUSTOMIZATION = """\

@@ -6,11 +6,9 @@ its own config, token, state volume, Service and ServiceMonitor."""
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +19,7 @@ import yaml
 from exporter import __version__
 from exporter.settings import config
 from tests.support.harness import promtool
+from tests.unit.test_monitoring import generator
 
 ROOT = Path(__file__).parent.parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
@@ -70,13 +69,7 @@ def selects(selector: dict[str, str], labels: dict[str, str]) -> bool:
 
 
 def test_generated_monitoring_files_are_what_the_builder_writes():
-    spec = importlib.util.spec_from_file_location(
-        "monitoring_generate", ROOT / "prometheus" / "generate.py"
-    )
-    assert spec and spec.loader
-    build = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = build  # its dataclasses look their module up while being defined
-    spec.loader.exec_module(build)
+    build = generator()
     rendered = build.render(build.load(build.CONFIG), "prometheus/monitoring.yaml")
     on_disk = {p.name: p.read_text(encoding="utf-8") for p in (BASE / "monitoring").iterdir()}
     expected = {

@@ -14,9 +14,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from exporter.api import windowing
-from exporter.api.client import Client, TokenGate
+from exporter.api.client import ApiError, Client, TokenGate, fetch_within_cap
 from exporter.tools.backfill.request import BackfillError, parse_when
-from exporter.tools.simulator import Traffic
+from exporter.tools.simulator import Simulator, Traffic
 from tests.support.harness import TOKEN, Clock, expected_counts, make_config
 
 YEAR = (
@@ -60,21 +60,25 @@ def config(url: str, zone: str, **polling: object):
     return cfg.model_copy(update={"operations": [op]})
 
 
-def test_a_range_across_a_fall_back_is_asked_in_parts_with_wall_bounds_in_order(sim_factory):
-    zone, _, change, _ = next(c for c in CHANGES if c[:2] == ("America/Santiago", "fall-back"))
-    clock = Clock(change + 3 * 3600)
-    t = traffic(zone, "date", change - 3 * 3600)
-    sim, url = sim_factory(t, clock)
+def after_fall_back(sim_factory, zone: str) -> tuple[Simulator, Client, int]:
+    """The simulated API three hours after the zone's fall-back of the year (wall-time
+    selection), a client of it without retries, and the change's first second."""
+    _, _, change, _ = next(c for c in CHANGES if c[:2] == (zone, "fall-back"))
+    sim, url = sim_factory(traffic(zone, "date", change - 3 * 3600), Clock(change + 3 * 3600))
     client = Client(
         url=f"{url}/api/v2/reports_manager.php",
         token=TOKEN,
         zone=ZoneInfo(zone),
         gate=TokenGate(0),
         observe=lambda *_: None,
+        retries=0,
     )
-    got: list[tuple[int, int, int]] = []
-    from exporter.api.client import fetch_within_cap
+    return sim, client, change
 
+
+def test_a_range_across_a_fall_back_is_asked_in_parts_with_wall_bounds_in_order(sim_factory):
+    sim, client, change = after_fall_back(sim_factory, "America/Santiago")
+    got: list[tuple[int, int, int]] = []
     first, last = change - 1800, change + 1799  # 23:30 the first time to 23:29:59 the second
     fetch_within_cap(client, first, last, 6000, lambda a, lo, hi: got.append((lo, hi, a.size)), "x")
     assert [(lo, hi) for lo, hi, _ in got] == [(first, change - 1), (change, last)]
@@ -100,24 +104,11 @@ def test_backfill_times_that_happen_twice_are_refused_and_skipped_ones_move_forw
 
 
 def test_the_simulator_refuses_and_counts_inverted_wall_bounds(sim_factory):
-    zone, _, change, _ = next(c for c in CHANGES if c[:2] == ("Europe/Madrid", "fall-back"))
-    clock = Clock(change + 3 * 3600)
-    t = traffic(zone, "date", change - 3 * 3600)
-    sim, url = sim_factory(t, clock)
-    client = Client(
-        url=f"{url}/api/v2/reports_manager.php",
-        token=TOKEN,
-        zone=ZoneInfo(zone),
-        gate=TokenGate(0),
-        observe=lambda *_: None,
-        retries=0,
-    )
-    from exporter.api.client import ApiError
-
+    sim, client, change = after_fall_back(sim_factory, "Europe/Madrid")
     with pytest.raises(ApiError):
         client.fetch(change - 1800, change + 1799)  # one request, bounds inverted in wall time
     assert sim.stats.inverted == 1
     client.close()
     # Ground truth is the same whichever way requests select rows.
-    rows = t.rows(change - 3600, change + 3599)
+    rows = sim.tenants["default"].rows(change - 3600, change + 3599)
     assert sum(expected_counts(rows).values()) == len(rows) > 0
