@@ -137,3 +137,24 @@ def _samples(path: Path) -> dict[str, list[int]]:
         series, _, rest = line.rpartition("} ")
         out.setdefault(series, []).append(int(rest.split()[1]))
     return out
+
+
+@pytest.mark.parametrize(("zone", "kind", "change", "step"), CHANGES, ids=IDS)
+def test_a_catch_up_after_an_outage_across_the_change_is_exact(
+    sim_factory, zone, kind, change, step
+):
+    """Polls stop half an hour before the change and resume two hours after it: the catch-up,
+    in requests of up to an hour, reads across the change (and the whole repeated hour at a
+    fall-back) in one go."""
+    start = change - 2 * 3600
+    clock = Clock(start)
+    t = traffic(zone, "date", start - 3600)
+    sim, url = sim_factory(t, clock)
+    poller = make_poller(config(url, zone), clock)
+    while clock.now < change - 1800:
+        run_polls(poller, clock, 1, 300, 60)
+    clock.now = change + abs(step) + 2 * 3600
+    run_polls(poller, clock, 3, 300, 60)
+    assert poller.cursor is not None and poller.cursor > change + abs(step) + 3600
+    assert_exact(poller, t, clock)
+    assert sim.stats.inverted == 0 and sim.stats.violations == 0
