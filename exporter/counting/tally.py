@@ -299,7 +299,11 @@ def _twins(zone: ZoneInfo, first: int, last: int, lowest: int, highest: int) -> 
     a first occurrence comes back until the same wall time has passed the second time: it is
     kept until then, at least. A row dated in a repeated span is read as its first occurrence
     (DateParser), and kept until its second."""
-    spans = windowing.repeated(min(first, lowest), max(last, highest), zone)
+    # Within two days of the range: a row dated further off (a broken clock) is no twin of
+    # anything a later request asks for, and a span of years would cost a search per answer.
+    reach = 2 * 86400
+    lo, hi = max(min(first, lowest), first - reach), min(max(last, highest), last + reach)
+    spans = windowing.repeated(lo, hi, zone)
     if not spans:
         return None
     until = max(
