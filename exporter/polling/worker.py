@@ -48,6 +48,10 @@ class Worker:
             self._wake.wait(max(0.0, self.next_attempt(now) - now))
 
     def start(self) -> None:
+        """Start the thread, once: a reload that lands while the exporter starts may have
+        started this poller already."""
+        if self._thread is not None:
+            return
         self._thread = threading.Thread(target=self.run, name=f"poll-{self.name}", daemon=True)
         self._thread.start()
 

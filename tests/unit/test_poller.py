@@ -250,3 +250,18 @@ def test_a_wrong_base_url_path_is_a_failure_not_a_quiet_operation(sim_factory, c
     assert "check base_url" in snap.last_error
     assert "not_found" in caplog.text
     assert poller.next_attempt(clock.now) - clock.now > 300  # backs off like other failures
+
+
+def test_a_poller_started_twice_runs_one_thread(sim_factory):
+    """A reload that lands while the exporter starts may start a poller the start-up starts
+    again: one thread polls, and stopping it stops all."""
+    clock = Clock(START)
+    _, url = sim_factory(Traffic(seed=4, rate_per_minute=10), clock)
+    poller = make_poller(make_config(url), clock)
+    poller.start()
+    poller.start()
+    try:
+        assert [t.name for t in threading.enumerate()].count("poll-main") == 1
+    finally:
+        poller.shutdown()
+    assert [t.name for t in threading.enumerate()].count("poll-main") == 0
