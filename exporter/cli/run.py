@@ -193,6 +193,7 @@ def _serve(
         collector.page,
         [store] if store else [],
         reload=lambda: reloader.reload("POST /-/reload"),
+        reloads=reloads,
     )
     httpd, _ = server.serve(app, host, port)
     return httpd

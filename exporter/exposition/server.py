@@ -21,6 +21,7 @@ from prometheus_client import CollectorRegistry
 
 from exporter import __version__
 from exporter.exposition import encoding
+from exporter.exposition.collector import ReloadState
 from exporter.exposition.webconfig import Security
 from exporter.polling.snapshot import Snapshot
 
@@ -67,12 +68,15 @@ class App:
         page: Callable[[encoding.Encoder], bytes] | None = None,
         stores: Sequence[SavedState] = (),
         reload: Callable[[], tuple[bool, str]] | None = None,
+        reloads: ReloadState | None = None,
     ) -> None:
         self.registry = registry
         self.pollers = pollers
         self.stores = stores
-        # POST /-/reload: re-reads the config, answers whether the new one runs, and why not.
+        # POST /-/reload: re-reads the config, answers whether the new one runs, and why not;
+        # `reloads` is its outcome, on the page.
         self.reload = reload
+        self.reloads = reloads
         self.security = security
         self.live = live  # rendered at every scrape (process_*), after the cached part
         # Renders what the encoder would write for `registry`, reusing what did not change
@@ -106,9 +110,13 @@ class App:
         return cached[1] + live, content_type
 
     def _version(self) -> tuple[object, ...]:
+        """What the cached page was rendered from: a new snapshot, a failed save or a reload
+        renders it again."""
+        reloads = self.reloads
         return (
             *(p.snapshot() for p in self.pollers),
             *(s.save_failures for s in self.stores),
+            *((int(reloads.successful), int(reloads.last_success)) if reloads else ()),
         )
 
     def ready(self) -> bool:

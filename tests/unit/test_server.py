@@ -12,6 +12,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from exporter.api import windowing
+from exporter.cli.reloading import ReloadStatus
 from exporter.exposition import server
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.tools.simulator import Traffic
@@ -136,3 +137,23 @@ def test_a_page_is_rendered_once_per_commit_and_format(sim_factory):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+def test_a_refused_reload_shows_on_the_next_scrape_without_waiting_for_a_poll(sim_factory):
+    """The page is rendered once per commit; a reload is not a commit, but its outcome must
+    reach the very next scrape (an alert waits on it)."""
+    clock = Clock(START)
+    _, url = sim_factory(Traffic(seed=21, rate_per_minute=60), clock)
+    poller = make_poller(make_config(url), clock)
+    clock.now += 400
+    poller.poll_once()
+    status = ReloadStatus()
+    registry = CollectorRegistry(auto_describe=False)
+    collector = WolkvoxCollector([poller], 300, None, status)
+    registry.register(collector)
+    app = server.App(registry, [poller], page=collector.page, reloads=status)
+    before, _ = app.metrics_page("", gzipped=False)
+    assert b"wolkvox_exporter_config_last_reload_successful 1.0" in before
+    status.successful = False  # what a refused reload does, no poll in between
+    after, _ = app.metrics_page("", gzipped=False)
+    assert b"wolkvox_exporter_config_last_reload_successful 0.0" in after
