@@ -252,11 +252,16 @@ class Client:
     timeout: float = 60.0
     retries: int = 2
     retry_backoff: float = 2.0
-    stop: threading.Event | None = None
+    stop: threading.Event | None = None  # abandon the request in flight
     server: str | None = None
     max_response_bytes: int = 64 << 20
+    # No new request once set, the one in flight finishing (a reload retires the operation);
+    # also set with `stop`, so waits for the token or before a retry end on either.
+    ending: threading.Event | None = None
 
     def __post_init__(self) -> None:
+        if self.ending is None:
+            self.ending = self.stop
         self.session = requests.Session()
         self.session.headers["User-Agent"] = f"wolkvox-exporter/{__version__}"
         # Only encodings whose inflating is bounded below (no brotli or zstd surprises).
@@ -274,6 +279,7 @@ class Client:
         observe: RequestObserver,
         *,
         stop: threading.Event | None = None,
+        ending: threading.Event | None = None,
         retries: int | None = None,
     ) -> Client:
         """The client of a configured operation, with the polling settings' timeouts and retries."""
@@ -289,6 +295,7 @@ class Client:
             retries=polling.retries if retries is None else retries,
             retry_backoff=polling.retry_backoff,
             stop=stop,
+            ending=ending,
             server=op.server_number,
             max_response_bytes=polling.max_response_bytes,
         )
@@ -312,8 +319,8 @@ class Client:
                 if exc.retry_after is not None:
                     delay = max(delay, min(exc.retry_after, 300.0))
                 attempt += 1
-                if self.stop is not None:
-                    if self.stop.wait(delay):
+                if self.ending is not None:
+                    if self.ending.wait(delay):
                         raise
                 else:
                     time.sleep(delay)
@@ -336,7 +343,9 @@ class Client:
     ) -> T:
         """One GET with the token held: timed, its outcome observed, the token rested after a
         timeout. `read` turns status, body and Retry-After into a result or an ApiError."""
-        with self.gate.hold(self.token, self.stop):
+        if self.ending is not None and self.ending.is_set():
+            raise ApiError(Outcome.CONNECTION_ERROR, "stopping")  # no new request
+        with self.gate.hold(self.token, self.ending):
             started = time.perf_counter()
             outcome = Outcome.SUCCESS
             try:

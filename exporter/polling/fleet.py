@@ -50,7 +50,7 @@ class Fleet:
 
     def start(self) -> None:
         for p in self._pollers:
-            p.start()
+            p.worker.start()
 
     def apply(self, operations: Sequence[OperationSettings], tokens: dict[str, str]) -> Change:
         """Make the running pollers those of `operations`, whose tokens (read from their token
@@ -74,21 +74,20 @@ class Fleet:
         fresh |= {n: self._poller(wanted[n], current[n].export_state()) for n in change.changed}
         self._pollers = tuple(fresh.get(n) or current[n] for n in wanted)
         for p in fresh.values():
-            p.start()
+            p.worker.start()
         return change
 
     def _poller(self, settings: OperationSettings, saved: OperationState | None) -> Poller:
         return Poller(settings, self.gate, store=self.store, saved=saved)
 
     def _retire(self, leaving: Sequence[Poller]) -> None:
-        """Let each finish its request in flight, all at once, then save each. One that does
-        not finish within its retries' worst case is abandoned, and its token rested."""
+        """Let each finish its request in flight (no retry, no new request), all at once, then
+        save each. One that has not ended within its timeout is abandoned, its token rested."""
         for p in leaving:
-            p.retire()
+            p.worker.retire()
         for p in leaving:
             polling = p.settings.polling
-            worst = (polling.retries + 1) * (polling.timeout + polling.max_backoff) + 5
-            if not p.retired(min(worst, 600.0)):
+            if not p.retired(polling.timeout + 5):
                 log.warning(
                     "a retired poller did not end; abandoning its request",
                     extra={"operation": p.name},
@@ -100,7 +99,7 @@ class Fleet:
     def shutdown(self) -> None:
         """Stop every poller at once (requests in flight are abandoned), then save each."""
         for p in self._pollers:
-            p.stop.set()
+            p.worker.stop.set()
         for p in self._pollers:
             p.shutdown()
             p.save()

@@ -54,14 +54,16 @@ class Poller:
         self.store = store
         self.clock = clock
         self.worker = Worker(self.name, self.poll_once, self.next_attempt, clock, self._crashed)
-        self.stop = self.worker.stop  # the client abandons its request in flight on it
         self.lock = threading.Lock()  # the tally and health, between this thread and scrapes
         self.tally = Tally(settings)
         self.cursor: int | None = None
         self.origin: int | None = None
         self.health = Health()
         self.backoff = planning.Backoff(settings)
-        self.client = Client.for_operation(settings, gate, self._observe, stop=self.stop)
+        # The client abandons its request in flight on `stop` and makes no new one after `wake`.
+        self.client = Client.for_operation(
+            settings, gate, self._observe, stop=self.worker.stop, ending=self.worker.wake
+        )
         self.quota = Quota(self.client, settings.polling.token_info_interval, self.name)
         self.ingest = Ingest(settings, self.tally, self.client)
         self.reader = Reader(settings.polling, self.ingest)
@@ -128,7 +130,8 @@ class Poller:
         except _Stopped:
             return False
         except ApiError as exc:
-            self._failed(exc, now, progressed=ranges > 0)
+            if not self.worker.ending:  # stopped is not failed: a successor goes on
+                self._failed(exc, now, progressed=ranges > 0)
             return False
         finally:
             self.commit()
@@ -206,17 +209,10 @@ class Poller:
         self._fail("unexpected error; see the exporter log")
         self.commit()
 
-    def start(self) -> None:
-        self.worker.start()
-
     def shutdown(self, timeout: float = 5.0) -> None:
         """Stop now, abandoning the request in flight (the process is exiting)."""
         self.worker.shutdown(timeout)
         self.client.close()
-
-    def retire(self) -> None:
-        """Stop after the request in flight (a reload removes or replaces the operation)."""
-        self.worker.retire()
 
     def retired(self, timeout: float) -> bool:
         """Whether a retiring poller has ended; its client is closed once it has."""

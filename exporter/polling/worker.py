@@ -30,7 +30,7 @@ class Worker:
         self.crashed = crashed  # a poll raised: mark the operation failed and commit that
         self.stop = threading.Event()  # now: a request in flight is abandoned
         self.retiring = threading.Event()  # after the request in flight
-        self._wake = threading.Event()
+        self.wake = threading.Event()  # set by either: ends waits, and new requests
         self._thread: threading.Thread | None = None
 
     @property
@@ -45,7 +45,7 @@ class Worker:
                 log.exception("unexpected error in poll", extra={"operation": self.name})
                 self.crashed()
             now = self.clock()
-            self._wake.wait(max(0.0, self.next_attempt(now) - now))
+            self.wake.wait(max(0.0, self.next_attempt(now) - now))
 
     def start(self) -> None:
         """Start the thread, once: a reload that lands while the exporter starts may have
@@ -57,13 +57,13 @@ class Worker:
 
     def shutdown(self, timeout: float) -> None:
         self.stop.set()
-        self._wake.set()
+        self.wake.set()
         if self._thread is not None:
             self._thread.join(timeout)
 
     def retire(self) -> None:
         self.retiring.set()
-        self._wake.set()
+        self.wake.set()
 
     def retired(self, timeout: float) -> bool:
         """Whether the thread has ended, waiting up to `timeout` for its last request."""

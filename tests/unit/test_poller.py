@@ -258,8 +258,8 @@ def test_a_poller_started_twice_runs_one_thread(sim_factory):
     clock = Clock(START)
     _, url = sim_factory(Traffic(seed=4, rate_per_minute=10), clock)
     poller = make_poller(make_config(url), clock)
-    poller.start()
-    poller.start()
+    poller.worker.start()
+    poller.worker.start()
     try:
         assert [t.name for t in threading.enumerate()].count("poll-main") == 1
     finally:
