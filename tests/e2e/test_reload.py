@@ -9,7 +9,6 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import yaml
 from exporter.tools import simulator
 from exporter.tools.simulator import Traffic
 from tests.support.harness import expected_counts
-from tests.support.process import Exporter, Samples
+from tests.support.process import Exporter, Samples, interactions
 
 POLLING = {
     "interval": "1s",
@@ -51,15 +50,6 @@ def post(exporter: Exporter, path: str) -> tuple[int, str]:
             return resp.status, resp.read().decode()
     except urllib.error.HTTPError as err:
         return err.code, err.read().decode()
-
-
-def counted(samples: Samples, operation: str) -> Counter[tuple[str, str, str]]:
-    out: Counter[tuple[str, str, str]] = Counter()
-    for key, value in samples.get("wolkvox_interactions_total", {}).items():
-        labels = dict(key)
-        if labels["operation"] == operation and value:
-            out[(labels["channel"], labels["rp_id"], labels["routing_answer"])] = int(value)
-    return out
 
 
 def value(samples: Samples, name: str, **labels: str) -> float | None:
@@ -116,7 +106,7 @@ def test_reload_adds_removes_rotates_refuses_and_stays_exact(tmp_path: Path) -> 
         done = wait_for(
             exporter, collected("alpha", alpha.quiet_after + 5), "alpha never caught up"
         )
-        assert counted(done, "alpha") == expected_counts(alpha.all_rows())
+        assert interactions(done, "alpha") == expected_counts(alpha.all_rows())
         gamma_start = int(time.time()) + 6
         tenants["gamma"] = gamma = traffic(3, gamma_start, 10)
         g = {"name": "gamma", "base_url": f"{url}/gamma", "token": "tok-gamma"}
@@ -161,8 +151,8 @@ def test_reload_adds_removes_rotates_refuses_and_stays_exact(tmp_path: Path) -> 
             lambda s: collected("beta", end)(s) and collected("gamma", end)(s),
             "beta and gamma never caught up",
         )
-        assert counted(final, "beta") == expected_counts(beta.all_rows())
-        assert counted(final, "gamma") == expected_counts(gamma.all_rows())
+        assert interactions(final, "beta") == expected_counts(beta.all_rows())
+        assert interactions(final, "gamma") == expected_counts(gamma.all_rows())
         outcomes = {
             dict(k)["outcome"]: v
             for k, v in final["wolkvox_api_requests_total"].items()

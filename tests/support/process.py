@@ -44,12 +44,13 @@ def parse(text: str) -> Samples:
     return out
 
 
-def interactions(samples: Samples) -> Counter[tuple[str, str, str]]:
-    """wolkvox_interactions_total keyed like the ground truth (channel, rp_id, routing_answer)."""
+def interactions(samples: Samples, operation: str | None = None) -> Counter[tuple[str, str, str]]:
+    """wolkvox_interactions_total keyed like the ground truth (channel, rp_id, routing_answer),
+    of one operation if named."""
     out: Counter[tuple[str, str, str]] = Counter()
     for key, value in samples.get("wolkvox_interactions_total", {}).items():
         labels = dict(key)
-        if value:
+        if value and operation in (None, labels["operation"]):
             out[(labels["channel"], labels["rp_id"], labels["routing_answer"])] = int(value)
     return out
 
