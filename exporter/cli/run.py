@@ -18,7 +18,7 @@ from exporter.cli.arguments import (
     unwritable,
 )
 from exporter.cli.reloading import Reloader
-from exporter.cli.signals import wait_for_signal
+from exporter.cli.signals import block_signals, wait_for_signal
 from exporter.exposition import server, webconfig
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.polling.fleet import Fleet
@@ -76,6 +76,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def _demo_config() -> config.Config:
+    block_signals()  # before the simulator's thread starts
     tenants = {
         "bogota": simulator.Traffic(
             seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300, late_max=30
@@ -147,6 +148,7 @@ def command(args: argparse.Namespace) -> int:
     fleet = Fleet(gate, store)
     fleet.restore(cfg.per_operation())
     reloader = Reloader(args.config, cfg, fleet, gate, security, redacting)
+    block_signals()  # before the server's and the pollers' threads start
     try:
         httpd = _serve(cfg, fleet, store, security, reloader, host, port)
     except OSError as exc:

@@ -9,7 +9,7 @@ from exporter.cli.arguments import (
     Subparsers,
     fail,
 )
-from exporter.cli.signals import wait_for_signal
+from exporter.cli.signals import block_signals, wait_for_signal
 from exporter.settings import config
 from exporter.tools import simulator
 
@@ -69,6 +69,7 @@ def add_parser(sub: Subparsers) -> None:
 
 
 def command(args: argparse.Namespace) -> int:
+    block_signals()  # before the server's thread starts
     try:
         host, port = config.split_listen_address(args.listen)
         zone = ZoneInfo(args.timezone)
