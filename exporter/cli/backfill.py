@@ -12,6 +12,7 @@ from exporter.cli.arguments import (
     fail,
 )
 from exporter.settings import config, durations
+from exporter.state import secret
 from exporter.tools.backfill import replay
 from exporter.tools.backfill import request as backfill
 
@@ -80,6 +81,13 @@ def command(args: argparse.Namespace) -> int:
         if unknown:
             raise backfill.BackfillError(f"--operation: no operation named {', '.join(unknown)}")
         ops = [s for s in cfg.per_operation() if not args.operation or s.name in args.operation]
+        # Customers are remembered by a keyed digest: with the state database's key, or while
+        # the backfill runs (and resumes) with one beside its output.
+        key_file = (
+            secret.path_for(cfg.state.path)
+            if cfg.state.path is not None
+            else Path(args.output).with_name(Path(args.output).name + ".key")
+        )
         request = backfill.Request(
             config=cfg,
             start_text=args.start,
@@ -88,10 +96,13 @@ def command(args: argparse.Namespace) -> int:
             operations=ops,
             chunk=int(chunk),
             labels=backfill.check_labels(args.label),
+            secret=secret.load_or_create(key_file),
         )
         summary = replay.Backfill(request).run()
         if args.write_state:
             replay.write_state(cfg, summary.tallies, summary.ranges)
+        if cfg.state.path is None:
+            key_file.unlink(missing_ok=True)
     except (config.ConfigError, backfill.BackfillError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:

@@ -43,6 +43,20 @@ class Counts(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     sessions_total: dict[str, int] = {}  # by channel
     transferred_total: dict[str, int] = {}  # by channel
     customers_last_window: dict[str, int] = {}  # counts only; customer hashes are never saved
+    # Conversations, observed once when a session ends (counting.conversations), by channel.
+    sessions_ended: dict[tuple[str, str], int] = {}  # channel, result
+    sessions_open: dict[str, int] = {}
+    # Histograms: observations per (channel, bucket index; the last is +Inf), and their sum.
+    session_turns: dict[tuple[str, int], int] = {}
+    session_turns_sum: dict[str, float] = {}
+    session_duration: dict[tuple[str, int], int] = {}
+    session_duration_sum: dict[str, float] = {}
+    session_time_to_transfer: dict[tuple[str, int], int] = {}
+    session_time_to_transfer_sum: dict[str, float] = {}
+    sessions_recontact: dict[tuple[str, str], int] = {}  # channel, the earlier one's result
+    sessions_with_fallback: dict[str, int] = {}
+    sessions_expired: dict[str, int] = {}
+    session_rows_after_end: dict[str, int] = {}
 
     def copy(self) -> Counts:
         """A copy that later counting does not change: every container field is copied (one
@@ -67,6 +81,11 @@ class TallyState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     # digests of those transferred.
     session_buckets: dict[int, bytes] = {}
     session_transfers: bytes = b""
+    # Open sessions (packed, by session digest) and customers of the re-contact window (by
+    # keyed digest), rows of their own in the database too; channel labels by index.
+    open_sessions: dict[int, bytes] = {}
+    recontact_customers: dict[int, int] = {}
+    session_channels: list[str] = []
 
 
 class Ledger:

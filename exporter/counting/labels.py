@@ -167,6 +167,10 @@ class Labeler:
         _store(self._sets, raw, hit)
         return hit
 
+    def outcome(self, raw: str | None) -> str:
+        """The outcome of a raw routing answer, as `group` gives it."""
+        return self._answer_label(raw)[2]
+
     def channel(self, raw: str) -> str:
         """The channel's label value, as `group` gives it (the limiter admits each value once)."""
         return self.channel_label(raw)[0]

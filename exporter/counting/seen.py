@@ -31,6 +31,7 @@ from typing import Any, Generic, TypeVar
 import xxhash
 
 from exporter.api.records import Record
+from exporter.counting import conversations
 
 BUCKET = 600  # seconds a session bucket spans; memory holds the horizon plus one bucket
 
@@ -150,6 +151,7 @@ class Changes:
     floor: int | None = None  # buckets that ended at or before it are gone
     buckets: dict[int, bytes] = field(default_factory=dict)  # whole contents, packed
     transfers: dict[int, bytes] = field(default_factory=dict)  # newly transferred, packed
+    conversations: conversations.Changes = field(default_factory=conversations.Changes)
 
 
 def session_key(session_id: str | int) -> int:
@@ -184,10 +186,10 @@ class Sessions:
 
     def admit(
         self, first_channel: dict[int, str], transferred: set[int], second: int
-    ) -> tuple[list[str], list[str]]:
+    ) -> tuple[list[int], list[int]]:
         """Note the sessions of newly counted records (digest -> raw channel of its records, and
-        the digests with a transfer among them); return the channels of the sessions that are new
-        and of those transferred for the first time, one entry per session."""
+        the digests with a transfer among them); return the digests of the sessions that are
+        new and of those transferred for the first time."""
         known = self.transferred
         new = [key for key in first_channel if key not in known]
         newly_transferred = [
@@ -201,7 +203,7 @@ class Sessions:
         if newly_transferred:
             known.update(dict.fromkeys(newly_transferred, True))
             self._transfers.setdefault(bucket, []).extend(newly_transferred)
-        return [first_channel[k] for k in new], [first_channel[k] for k in newly_transferred]
+        return new, newly_transferred
 
     def forget_before(self, second: int) -> None:
         """Drop sessions first seen in buckets that ended before `second`."""
@@ -240,15 +242,24 @@ class Sessions:
             known.update(dict.fromkeys(filter(known.__contains__, unpack(blob)), True))
 
 
+@dataclass
+class Found:
+    """The sessions of an answer's rows: each digest with its raw channel, the digests of those
+    with a transfer among them, and each row's digest (None: the row has no session)."""
+
+    channels: dict[int, str]
+    transferred: set[int]
+    rows: list[int | None]
+
+
 def sessions_in(
     rows: Sequence[Record],
     channels: list[str],
     answers: list[str | None],
     transfers: set[str | None],
-) -> tuple[dict[int, str], set[int]] | None:
-    """The sessions of these rows as digests with their raw channel, and the digests of those
-    with a row whose raw answer is a transfer (`transfers`, found while counting label sets);
-    None if no row has a session.
+) -> Found | None:
+    """The sessions of these rows (see `Found`), finding transfers by the raw answers that are
+    one (`transfers`, found while counting label sets); None if no row has a session.
 
     Per-record work is done column-wise by C-level builtins; Python code runs once per
     distinct session (digest).
@@ -264,12 +275,15 @@ def sessions_in(
     first.pop("", None)
     if not first:
         return None
-    digests = dict(zip(session_keys(first), first.values(), strict=True))
+    keys = session_keys(first)
+    digests = dict(zip(keys, first.values(), strict=True))
+    key_of: dict[Any, int | None] = dict(zip(first, keys, strict=True))
+    key_of[None] = key_of[""] = None
     moved: set[int] = set()
     if transfers:
-        with_transfer = compress(sids, map(transfers.__contains__, answers))
-        moved = set(session_keys(set(with_transfer) - {None, ""}))
-    return digests, moved
+        with_transfer = set(compress(sids, map(transfers.__contains__, answers))) - {None, ""}
+        moved = {k for sid in with_transfer if (k := key_of[sid]) is not None}
+    return Found(digests, moved, list(map(key_of.__getitem__, sids)))
 
 
 def hashable(values: list[Any]) -> list[Any]:

@@ -9,6 +9,7 @@ and benchmarked on its own.
 from __future__ import annotations
 
 import gc
+import os
 from collections import Counter
 from dataclasses import dataclass
 from itertools import compress, count, repeat
@@ -21,11 +22,12 @@ import msgspec
 from exporter.api import windowing
 from exporter.api.records import Answer, DateParser, Record
 from exporter.counting import labels
+from exporter.counting.conversations import Conversations
 from exporter.counting.counts import Counts, Ledger, TallyState
 from exporter.counting.customers import Customers
 from exporter.counting.fresh import Fresh, fresh_rows, keep_only
 from exporter.counting.labels import LabelKey
-from exporter.counting.seen import SeenRows, Sessions, sessions_in
+from exporter.counting.seen import Changes, Found, SeenRows, Sessions, sessions_in
 from exporter.settings.config import OperationSettings
 
 __all__ = ["Ingested", "LabelKey", "Tally"]
@@ -34,6 +36,7 @@ _CHANNEL = attrgetter("channel")
 _ANSWER = attrgetter("routing_answer")
 _DATE = attrgetter("date")
 _RP = attrgetter("rp_id")
+_CUSTOMER = attrgetter("customer")
 
 # A row dated after the range that returned it is remembered until its own date passes, but
 # never longer than this past the range: dates a day ahead are not the API selecting by
@@ -70,7 +73,9 @@ class Tally:
     customer memories); the ledger owns the counts. Both are what a restart restores.
     """
 
-    def __init__(self, settings: OperationSettings) -> None:
+    def __init__(self, settings: OperationSettings, secret: bytes | None = None) -> None:
+        """`secret` keys the digests of customers kept for re-contacts: the state store's,
+        so that they mean the same after a restart; a random one without a store."""
         self.interval = settings.interval
         kpis = settings.kpis
         self.session_horizon = int(kpis.session_horizon)
@@ -82,6 +87,13 @@ class Tally:
         self.seen = SeenRows()
         self.sessions = Sessions()
         self.customers = Customers()
+        self.conversations = Conversations(
+            lambda: self.ledger.counts,
+            kpis,
+            secret if secret is not None else os.urandom(32),
+            self.labels.outcome,
+            self.labels.channel,
+        )
 
     @property
     def counts(self) -> Counts:
@@ -165,6 +177,7 @@ class Tally:
             # the row by, which lay inside this range: so the row is kept until `last` leaves
             # the re-read horizon, whatever its own date.
             self.seen.admit_many(fps, copies, had, [last] * len(seconds))
+            filed = []
         else:
             horizon = last + FUTURE_HORIZON
             filed = [last if s <= last else min(s, horizon) for s in seconds]
@@ -190,25 +203,24 @@ class Tally:
                 groups[(r.channel, r.rp_id, r.routing_answer, windows[i])] += copies[i] - had[i] - 1
                 counted += copies[i] - had[i] - 1
         transfers = self.ledger.add(groups, self.labels.group)
-        self._sessions(records, channels, answers, transfers, last)
+        found = sessions_in(records, channels, answers, transfers)
+        if found is not None:
+            new = self._sessions(found, last)
+            turns = list(map(sub, copies, had)) if repeated else [1] * len(records)
+            touched = filed if max(seconds) > last or twins is not None else [last] * len(records)
+            self.conversations.follow(found.rows, new, records, seconds, answers, turns, touched)
         self.customers.file(records, channels, windows)
         return counted
 
-    def _sessions(
-        self,
-        rows: list[Record],
-        channels: list[str],
-        answers: list[str | None],
-        transfers: set[str | None],
-        last: int,
-    ) -> None:
-        """Count sessions new to us, and sessions whose first transfer is in these rows."""
-        found = sessions_in(rows, channels, answers, transfers)
-        if found is None:
-            return
-        new, newly_transferred = self.sessions.admit(*found, last)
-        channel = self.labels.channel
-        self.ledger.add_sessions(map(channel, new), map(channel, newly_transferred))
+    def _sessions(self, found: Found, last: int) -> set[int]:
+        """Count sessions new to us, and sessions whose first transfer is in these rows; return
+        the new ones."""
+        new, newly_transferred = self.sessions.admit(found.channels, found.transferred, last)
+        channel, raw = self.labels.channel, found.channels
+        self.ledger.add_sessions(
+            (channel(raw[k]) for k in new), (channel(raw[k]) for k in newly_transferred)
+        )
+        return set(new)
 
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
         """Expose the window that just completed as the last-window gauges (see
@@ -218,6 +230,9 @@ class Tally:
         self.customers.forget_before(keep_from)
 
     def forget_before(self, second: int) -> None:
+        """Everything dated before `second` is collected for good: sessions none of whose rows
+        can still come end, and what only a re-read could need is forgotten."""
+        self.conversations.end_before(second)
         self.seen.forget_before(second)
         self.sessions.forget_before(second - self.session_horizon)
         # No row dated before `second` is read again, so customers of windows that ended before
@@ -228,12 +243,26 @@ class Tally:
         """What a restart needs. Without `sessions`, the session store is left out: a live
         save writes only what it changed (`self.sessions.pending()`)."""
         buckets, transfers = self.sessions.image() if sessions else ({}, b"")
+        talks, customers = self.conversations.image() if sessions else ({}, {})
         return msgspec.structs.replace(
             self.ledger.state(),
             seen=list(self.seen.items()),
             session_buckets=buckets,
             session_transfers=transfers,
+            open_sessions=talks,
+            recontact_customers=customers,
+            session_channels=list(self.conversations.channels),
         )
+
+    def pending(self) -> Changes:
+        """The session changes since the last `saved()`, for a save that writes only those."""
+        changes = self.sessions.pending()
+        changes.conversations = self.conversations.pending()
+        return changes
+
+    def saved(self) -> None:
+        self.sessions.saved()
+        self.conversations.saved()
 
     def restore(self, saved: TallyState) -> None:
         """Resume from a saved state: counters continue, known rows stay known, and label
@@ -243,6 +272,9 @@ class Tally:
             self.labels.admit(key)
         self.seen.load(saved.seen)
         self.sessions.load(saved.session_buckets, [saved.session_transfers])
+        self.conversations.load(
+            saved.open_sessions, saved.recontact_customers, saved.session_channels
+        )
 
 
 def _outside(seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested) -> int:

@@ -18,8 +18,11 @@ from prometheus_client.core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.utils import floatToGoString
 
 from exporter import __version__
+from exporter.counting.conversations import RESULTS, SECONDS_BUCKETS, TURN_BUCKETS
+from exporter.counting.counts import Counts
 from exporter.polling.snapshot import DURATION_BUCKETS, Snapshot
 from exporter.settings.durations import format_duration
 
@@ -37,7 +40,8 @@ class Family:
     help: str  # `{every}` is replaced by how often the exporter polls
     labels: tuple[str, ...]  # after `operation`, which every per-operation family has
     read: Callable[[Snapshot], Iterable[Sample]] | None = None  # None: the process's own
-    buckets: Callable[[Snapshot], Buckets] | None = None  # a histogram's, instead of `read`
+    # A histogram's series (label values after `operation`, and their buckets), not `read`.
+    buckets: Callable[[Snapshot], Iterable[tuple[tuple[str, ...], Buckets]]] | None = None
 
     @property
     def exposed(self) -> str:
@@ -71,12 +75,64 @@ def _outcomes(s: Snapshot) -> Iterable[Sample]:
             yield (ch, outcome), float(s.counts.outcomes.get((ch, outcome), 0))
 
 
-def duration(s: Snapshot) -> Buckets:
+def duration(s: Snapshot) -> Iterable[tuple[tuple[str, ...], Buckets]]:
     counts = [
         (str(b), float(v)) for b, v in zip(DURATION_BUCKETS, s.duration_buckets, strict=False)
     ]
     counts.append(("+Inf", float(s.duration_buckets[-1])))
-    return counts, s.duration_sum
+    return [((), (counts, s.duration_sum))]
+
+
+def _session_channels(s: Snapshot) -> list[str]:
+    """Channels with traffic or sessions: their session series are exposed at 0 too."""
+    c = s.counts
+    return sorted({k[0] for k in c.interactions} | set(c.sessions_open))
+
+
+def _by_session_channel(
+    field: Callable[[Counts], dict[str, int]],
+) -> Callable[[Snapshot], Iterable[Sample]]:
+    """A series per channel with traffic or sessions."""
+
+    def read(s: Snapshot) -> Iterable[Sample]:
+        values = field(s.counts)
+        return (((ch,), float(values.get(ch, 0))) for ch in _session_channels(s))
+
+    return read
+
+
+def _sessions_by(
+    field: Callable[[Counts], dict[tuple[str, str], int]],
+) -> Callable[[Snapshot], Iterable[Sample]]:
+    """A counter by channel and session result, every result of every channel."""
+
+    def read(s: Snapshot) -> Iterable[Sample]:
+        values = field(s.counts)
+        for ch in _session_channels(s):
+            for result in RESULTS:
+                yield (ch, result), float(values.get((ch, result), 0))
+
+    return read
+
+
+def _histogram(
+    observed: Callable[[Counts], dict[tuple[str, int], int]],
+    sums: Callable[[Counts], dict[str, float]],
+    bounds: tuple[int, ...],
+) -> Callable[[Snapshot], Iterable[tuple[tuple[str, ...], Buckets]]]:
+    """A histogram per channel from observations per bucket index (the last is +Inf)."""
+    edges = [*map(floatToGoString, bounds), "+Inf"]
+
+    def read(s: Snapshot) -> Iterable[tuple[tuple[str, ...], Buckets]]:
+        values, total = observed(s.counts), sums(s.counts)
+        for ch in _session_channels(s):
+            cumulative, out = 0, []
+            for i, edge in enumerate(edges):
+                cumulative += values.get((ch, i), 0)
+                out.append((edge, float(cumulative)))
+            yield (ch,), (out, float(total.get(ch, 0.0)))
+
+    return read
 
 
 OPERATION: tuple[Family, ...] = (
@@ -222,6 +278,82 @@ OPERATION: tuple[Family, ...] = (
         lambda s: (((ch,), float(s.counts.transferred_total.get(ch, 0))) for ch in _channels(s)),
     ),
     Family(
+        "wolkvox_sessions_ended",
+        "counter",
+        "Sessions ended, each once: kpis.session_timeout after its last record, judged by what "
+        "has been collected. result: transferred (a record with outcome transferred), "
+        "abandoned (else its last record's outcome is in kpis.awaiting_outcomes), contained.",
+        ("channel", "result"),
+        _sessions_by(lambda c: c.sessions_ended),
+    ),
+    Family(
+        "wolkvox_sessions_open",
+        "gauge",
+        "Sessions started and not ended yet.",
+        ("channel",),
+        _by_session_channel(lambda c: c.sessions_open),
+    ),
+    Family(
+        "wolkvox_session_turns",
+        "histogram",
+        "Records of a session, observed when it ends.",
+        ("channel",),
+        buckets=_histogram(lambda c: c.session_turns, lambda c: c.session_turns_sum, TURN_BUCKETS),
+    ),
+    Family(
+        "wolkvox_session_duration_seconds",
+        "histogram",
+        "Time from a session's first record to its last, observed when it ends.",
+        ("channel",),
+        buckets=_histogram(
+            lambda c: c.session_duration, lambda c: c.session_duration_sum, SECONDS_BUCKETS
+        ),
+    ),
+    Family(
+        "wolkvox_session_time_to_transfer_seconds",
+        "histogram",
+        "Time from a session's first record to its first transferred one, observed when a "
+        "transferred session ends.",
+        ("channel",),
+        buckets=_histogram(
+            lambda c: c.session_time_to_transfer,
+            lambda c: c.session_time_to_transfer_sum,
+            SECONDS_BUCKETS,
+        ),
+    ),
+    Family(
+        "wolkvox_sessions_recontact",
+        "counter",
+        "Ended sessions whose customer had another session of the operation ending at most "
+        "kpis.recontact_window before this one began, by that earlier session's result.",
+        ("channel", "previous"),
+        _sessions_by(lambda c: c.sessions_recontact),
+    ),
+    Family(
+        "wolkvox_sessions_with_fallback",
+        "counter",
+        "Ended sessions with at least one record of outcome fallback (the bot did not understand).",
+        ("channel",),
+        _by_session_channel(lambda c: c.sessions_with_fallback),
+    ),
+    Family(
+        "wolkvox_sessions_expired",
+        "counter",
+        "Sessions still open kpis.session_horizon after their first record, ended as they "
+        "stood (also counted in wolkvox_sessions_ended_total).",
+        ("channel",),
+        _by_session_channel(lambda c: c.sessions_expired),
+    ),
+    Family(
+        "wolkvox_session_rows_after_end",
+        "counter",
+        "Records of a session that had already ended (dated more than kpis.session_timeout "
+        "after its last record, or arriving after it ended): counted as interactions, never "
+        "in the session's figures.",
+        ("channel",),
+        _by_session_channel(lambda c: c.session_rows_after_end),
+    ),
+    Family(
         "wolkvox_customers_last_window",
         "gauge",
         "Distinct customers (by id, else phone, else e-mail; hashed in memory, never stored) "
@@ -313,10 +445,13 @@ def render(
     for family in families:
         if family.buckets is not None:
             histogram = HistogramMetricFamily(
-                family.name, family.help.format(every=every), labels=["operation"]
+                family.name,
+                family.help.format(every=every),
+                labels=["operation", *family.labels],
             )
             for s in snaps:
-                histogram.add_metric([s.name], *family.buckets(s))
+                for labels, (buckets, total) in family.buckets(s):
+                    histogram.add_metric([s.name, *labels], buckets, total)
             yield histogram
         elif family.read is not None:
             metric = family.new(every, ("operation", *family.labels))

@@ -55,7 +55,7 @@ class Poller:
         self.clock = clock
         self.worker = Worker(self.name, self.poll_once, self.next_attempt, clock, self._crashed)
         self.lock = threading.Lock()  # the tally and health, between this thread and scrapes
-        self.tally = Tally(settings)
+        self.tally = Tally(settings, store.secret() if store is not None else None)
         self.cursor: int | None = None
         self.origin: int | None = None
         self.health = Health()
@@ -103,10 +103,10 @@ class Poller:
             return
         state = self.export_state(sessions=False)
         with self.lock:
-            changes = self.tally.sessions.pending()
+            changes = self.tally.pending()
         if self.store.save(self.name, state, changes):
             with self.lock:
-                self.tally.sessions.saved()
+                self.tally.saved()
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         with self.lock:

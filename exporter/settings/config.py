@@ -213,6 +213,15 @@ class OutcomeRule(_Model):
 
 
 TRANSFERRED = "transferred"
+FALLBACK = "fallback"
+QUESTION = "question"
+FALLBACK_MATCH = (
+    r"(?i)\bno (te |le |lo )?(he )?(entend[ií]|comprend[ií]|entiendo|comprendo)"
+    r"|\bn[aã]o (te )?(entendi|compreendi|entendo)"
+    r"|\b(did ?n[o']?t|do ?n[o']?t|could ?n[o']?t|can ?n?[o']?t) (understand|get that|catch that)"
+    r"|\bnot sure (what|i) (you|understand)"
+)
+QUESTION_MATCH = r"\?[\s\W]*$|(^|\s)1\s*[.)-]\s*\S.*\s2\s*[.)-]\s*\S"
 
 DEFAULT_OUTCOMES = (
     # transfer_skill, and any answer that names a skill ("skill: ventas", "Transfer to skill 12").
@@ -220,11 +229,15 @@ DEFAULT_OUTCOMES = (
     # Wolkvox masks what the customer typed into a protected input as "MaskedText: ...".
     OutcomeRule(outcome="masked_input", match=r"(?i)^\s*maskedtext\s*:"),
     OutcomeRule(outcome="none", match=r"^\s*$"),
+    # The bot did not understand: the usual replies in Spanish, Portuguese and English.
+    OutcomeRule(outcome=FALLBACK, match=FALLBACK_MATCH),
+    # The bot asks the customer something: a question mark at the end, or numbered options.
+    OutcomeRule(outcome=QUESTION, match=QUESTION_MATCH),
 )
 
 
 class Kpis(_Model):
-    """How routing answers map to outcomes, and how long a session is remembered.
+    """How routing answers map to outcomes, and how sessions are told apart and remembered.
 
     A session counts as transferred once any of its records has the outcome `transferred`, so
     keep that name on the rule that matches hand-offs to agents.
@@ -233,6 +246,13 @@ class Kpis(_Model):
     outcomes: tuple[OutcomeRule, ...] = Field(default=DEFAULT_OUTCOMES, max_length=20)
     default_outcome: OutcomeName = "bot_answer"
     session_horizon: Duration = 86400.0
+    # A session ends this long after its last row (Wolkvox times routing points out at 60m).
+    session_timeout: Duration = 3600.0
+    # A session is a re-contact if its customer's previous session ended this long before.
+    recontact_window: Duration = 86400.0
+    # The outcomes that leave the customer waiting: a session whose last row has one of them,
+    # and no transfer, was abandoned.
+    awaiting_outcomes: tuple[OutcomeName, ...] = (QUESTION, FALLBACK)
 
     @field_validator("session_horizon")
     @classmethod
@@ -240,6 +260,30 @@ class Kpis(_Model):
         if value < 3600:
             raise ValueError("must be at least 1h: sessions last longer than a few polls")
         return value
+
+    @field_validator("session_timeout", "recontact_window")
+    @classmethod
+    def _positive(cls, value: float) -> float:
+        if value < 1:
+            raise ValueError("must be at least 1s")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Kpis:
+        if self.session_timeout >= self.session_horizon:
+            raise ValueError(
+                "kpis.session_timeout must be shorter than kpis.session_horizon: a session "
+                "is remembered longer than it may stay quiet"
+            )
+        if "awaiting_outcomes" in self.model_fields_set:
+            known = {self.default_outcome, *(r.outcome for r in self.outcomes)}
+            unknown = [n for n in self.awaiting_outcomes if n not in known]
+            if unknown:
+                raise ValueError(
+                    f"kpis.awaiting_outcomes names {', '.join(map(repr, unknown))}, which no "
+                    "rule of kpis.outcomes (nor default_outcome) gives"
+                )
+        return self
 
 
 class Web(_Model):

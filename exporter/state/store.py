@@ -30,10 +30,11 @@ import msgspec
 
 from exporter.counting.counts import Counts, TallyState
 from exporter.counting.seen import Changes, pack
+from exporter.state import secret
 
 log = logging.getLogger(__name__)
 
-VERSION = 4  # the database; 3 stored the counts as lists, 2 was the JSON file
+VERSION = 5  # the database; 4 had no conversations, 3 stored the counts as lists, 2 was JSON
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 Key = tuple[str, str, str]
@@ -135,7 +136,24 @@ CREATE TABLE IF NOT EXISTS session_transfers (
     operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS session_transfers_by_bucket ON session_transfers (operation, bucket);
+CREATE TABLE IF NOT EXISTS open_sessions (
+    operation TEXT NOT NULL, key INTEGER NOT NULL, state BLOB NOT NULL,
+    PRIMARY KEY (operation, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS recontact_customers (
+    operation TEXT NOT NULL, key INTEGER NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (operation, key)
+) WITHOUT ROWID;
 """
+
+
+def _signed(key: int) -> int:
+    """A 64-bit digest as SQLite's signed INTEGER."""
+    return key - (1 << 64) if key >= 1 << 63 else key
+
+
+def _unsigned(key: int) -> int:
+    return key + (1 << 64) if key < 0 else key
 
 
 class StoreError(Exception):
@@ -154,6 +172,11 @@ def _connect(path: Path) -> sqlite3.Connection:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file starts with its header
         elif row[0] == 3:
             _upgrade_v3(db)
+        elif row[0] == 4:
+            # Version 5 added the conversation tables (created above) and fields that
+            # default to empty: an older exporter must not read what it would misread.
+            db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
+            log.info("state database upgraded", extra={"from_version": 4, "to_version": VERSION})
         elif row[0] != VERSION:
             raise StoreError(f"state database version {row[0]}, this exporter reads {VERSION}")
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
@@ -183,7 +206,13 @@ def _write_operation(
     are replaced by those the state carries; with them, only what changed is written."""
     small = msgspec.structs.replace(
         state,
-        tally=msgspec.structs.replace(state.tally, session_buckets={}, session_transfers=b""),
+        tally=msgspec.structs.replace(
+            state.tally,
+            session_buckets={},
+            session_transfers=b"",
+            open_sessions={},
+            recontact_customers={},
+        ),
     )
     db.execute(
         "INSERT OR REPLACE INTO operations VALUES (?, ?, ?)",
@@ -210,6 +239,36 @@ def _write_operation(
         "INSERT INTO session_transfers VALUES (?, ?, ?)",
         [(name, b, blob) for b, blob in transfers.items() if blob],
     )
+    _write_conversations(db, name, state, changes)
+
+
+def _write_conversations(
+    db: sqlite3.Connection, name: str, state: OperationState, changes: Changes | None
+) -> None:
+    """Open sessions and re-contact customers: all of them, or the changes."""
+    if changes is None:
+        db.execute("DELETE FROM open_sessions WHERE operation = ?", (name,))
+        db.execute("DELETE FROM recontact_customers WHERE operation = ?", (name,))
+        sessions, customers = state.tally.open_sessions, state.tally.recontact_customers
+    else:
+        talk = changes.conversations
+        db.executemany(
+            "DELETE FROM open_sessions WHERE operation = ? AND key = ?",
+            [(name, _signed(k)) for k in talk.ended],
+        )
+        db.executemany(
+            "DELETE FROM recontact_customers WHERE operation = ? AND key = ?",
+            [(name, _signed(k)) for k in talk.forgotten],
+        )
+        sessions, customers = talk.sessions, talk.customers
+    db.executemany(
+        "INSERT OR REPLACE INTO open_sessions VALUES (?, ?, ?)",
+        [(name, _signed(k), blob) for k, blob in sessions.items()],
+    )
+    db.executemany(
+        "INSERT OR REPLACE INTO recontact_customers VALUES (?, ?, ?)",
+        [(name, _signed(k), v) for k, v in customers.items()],
+    )
 
 
 def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
@@ -227,8 +286,24 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
                 "SELECT digests FROM session_transfers WHERE operation = ?", (name,)
             )
         )
+        sessions = {
+            _unsigned(k): blob
+            for k, blob in db.execute(
+                "SELECT key, state FROM open_sessions WHERE operation = ?", (name,)
+            )
+        }
+        customers = {
+            _unsigned(k): v
+            for k, v in db.execute(
+                "SELECT key, value FROM recontact_customers WHERE operation = ?", (name,)
+            )
+        }
         tally = msgspec.structs.replace(
-            state.tally, session_buckets=buckets, session_transfers=transfers
+            state.tally,
+            session_buckets=buckets,
+            session_transfers=transfers,
+            open_sessions=sessions,
+            recontact_customers=customers,
         )
         out[name] = msgspec.structs.replace(state, tally=tally)
     return out
@@ -308,6 +383,24 @@ class StateStore:
         self._db: sqlite3.Connection | None = None
         self.save_failures = 0  # for wolkvox_state_save_failures_total
         self.last_save_ok = True  # /-/ready is false while saves fail
+        self._secret: bytes | None = None
+
+    def secret(self) -> bytes:
+        """The key of the customer digests this database holds (see state.secret)."""
+        with self._lock:
+            if self._secret is None:
+                try:
+                    self._secret = secret.load_or_create(secret.path_for(self.path))
+                except OSError as exc:
+                    # Like a failing save: counting goes on; customers are recognised as
+                    # re-contacts until the next restart only.
+                    log.error(
+                        "cannot keep the customer digest key beside the state; using one "
+                        "for this run only",
+                        extra={"path": str(self.path), "error": _reason(exc)},
+                    )
+                    self._secret = secret.ephemeral()
+            return self._secret
 
     def check_writable(self) -> None:
         """Raise OSError, with a reason, unless a state file can be written where configured:

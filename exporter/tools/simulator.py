@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -41,13 +41,46 @@ CHANNELS = (
     ("configurationbox", 3),
 )
 ROUTING_POINTS = ("101", "102", "205", "310")
-BOT_REPLIES = (
+# The flow's replies by what they are, as the default outcome rules read them: the simulator
+# knows what it wrote, so its ground truth does not depend on the exporter's regexes.
+QUESTIONS = (
     "Hola, bienvenido. ¿En qué podemos ayudarte?",
-    "Por favor escribe tu número de documento",
     "Selecciona una opción: 1. Saldo 2. Pagos 3. Asesor",
-    "Tu solicitud fue registrada",
-    "Gracias por contactarnos",
+    "¿Deseas algo más?",
 )
+FALLBACKS = (
+    "Lo siento, no entendí tu mensaje. ¿Puedes escribirlo de otra forma?",
+    "Desculpe, não entendi.",
+    "Sorry, I didn't understand that.",
+)
+STATEMENTS = ("Por favor escribe tu número de documento", "Tu solicitud fue registrada")
+GOODBYES = ("Gracias por contactarnos", "Tu solicitud fue registrada")
+BOT_REPLIES = (*QUESTIONS, *STATEMENTS, *GOODBYES[:1])
+TRANSFER = "transfer_skill"
+_KINDS = {
+    **dict.fromkeys(QUESTIONS, "question"),
+    **dict.fromkeys(FALLBACKS, "fallback"),
+    **dict.fromkeys((*STATEMENTS, *GOODBYES), "bot_answer"),
+    TRANSFER: "transferred",
+    "": "none",
+}
+# How far after its session's start a row may be dated: the longest conversation (16 turns of
+# at most two minutes), and a message sent again after Wolkvox's 60-minute timeout.
+SESSION_SPAN = 15 * 120
+RETURN_AFTER = (3660, 4500)
+REACH = SESSION_SPAN + RETURN_AFTER[1]
+# Customers who come back: per minute of the hour, a few regulars, so that one customer's
+# sessions start at least an hour apart.
+REGULARS = 40
+
+
+def outcome_of(answer: str) -> str:
+    """What the default outcome rules make of a reply the simulator wrote."""
+    if answer.startswith("MaskedText:"):
+        return "masked_input"
+    return _KINDS[answer]
+
+
 QUERIES = ("hola", "quiero saber mi saldo", "necesito un asesor", "1", "2", "3", "gracias")
 FIRST_NAMES = ("Ana", "Luis", "María", "Carlos", "Sofía", "Jorge", "Valentina", "Andrés")
 
@@ -107,24 +140,45 @@ class Traffic:
     def __post_init__(self) -> None:
         if self.select_by not in SELECT_BY:
             raise ValueError(f"select_by must be one of {', '.join(SELECT_BY)}")
-        self._cache: OrderedDict[int, list[Row]] = OrderedDict()
+        self._cache: OrderedDict[int, dict[int, list[Row]]] = OrderedDict()
+        self._dated: OrderedDict[int, list[Row]] = OrderedDict()
         self._lock = threading.Lock()
 
     @property
     def selection_lag(self) -> int:
         """How long after its date a row may be selected: rows dated in `[a, b]` are all
         selected in `[a, b + selection_lag]`."""
-        # A session's rows lie within one minute, and it closes after its last one.
-        return 59 + math.ceil(self.close_delay) if self.select_by == "close" else 0
+        # A conversation closes after its last row, which is at most its span after any other.
+        return SESSION_SPAN + math.ceil(self.close_delay) if self.select_by == "close" else 0
 
     def minute(self, minute: int) -> list[Row]:
-        """All rows dated in the minute starting at epoch second `minute` (a multiple of 60)."""
+        """All rows dated in the minute starting at epoch second `minute` (a multiple of 60),
+        in date order: of the sessions started in it or in the `REACH` before it."""
+        with self._lock:
+            rows = self._dated.get(minute)
+            if rows is not None:
+                self._dated.move_to_end(minute)
+                return rows
+        rows = []
+        for start in range(minute - (REACH // 60 + 1) * 60, minute + 60, 60):
+            rows.extend(self._started(start).get(minute, ()))
+        rows.sort(key=lambda r: r.date)
+        with self._lock:
+            self._dated[minute] = rows
+            while len(self._dated) > 2000:
+                self._dated.popitem(last=False)
+        return rows
+
+    def _started(self, minute: int) -> dict[int, list[Row]]:
+        """The rows of the sessions started in a minute, by the minute they are dated in."""
         with self._lock:
             rows = self._cache.get(minute)
             if rows is not None:
                 self._cache.move_to_end(minute)
                 return rows
-        rows = self._generate(minute)
+        rows = {}
+        for row in self._generate(minute):
+            rows.setdefault(row.date - row.date % 60, []).append(row)
         with self._lock:
             self._cache[minute] = rows
             while len(self._cache) > 2000:
@@ -132,55 +186,54 @@ class Traffic:
         return rows
 
     def _generate(self, minute: int) -> list[Row]:
-        if (self.start is not None and minute + 60 <= self.start) or (
+        if (self.start is not None and minute + REACH + 60 <= self.start) or (
             self.stop is not None and minute >= self.stop
         ):
-            return []  # a minute's rows are dated within it: none of them can be kept
+            return []  # no row of a session started then can be kept
         rng = random.Random(f"{self.seed}:{minute}")
         rate = self.rate_per_minute
         if self.daily_curve:
             rate *= _DAY_CURVE[datetime.fromtimestamp(minute, self.zone).hour]
         rows: list[Row] = []
-        budget = _poisson(rng, rate)
-        while budget > 0:
-            length = min(budget, rng.choice((1, 2, 3, 3, 4, 5, 6)))
-            budget -= length
-            rows.extend(self._session(rng, minute, length))
+        # Sessions average 5.6 messages: the rate stays one of rows.
+        regulars = iter(rng.sample(range(REGULARS), REGULARS))
+        for _ in range(_poisson(rng, rate / 5.6)):
+            rows.extend(self._session(rng, minute, regulars))
         lo = self.start if self.start is not None else -math.inf
         hi = self.stop if self.stop is not None else math.inf
-        rows = [r for r in rows if lo <= r.date < hi]
-        rows.sort(key=lambda r: r.date)
-        return rows
+        return [r for r in rows if lo <= r.date < hi]
 
-    def _session(self, rng: random.Random, minute: int, length: int) -> list[Row]:
+    def _session(self, rng: random.Random, minute: int, regulars: Iterator[int]) -> list[Row]:
+        """A conversation: turns with think time between them, ending in a transfer, a goodbye
+        or silence after a question; now and then a message after the timeout."""
         session_id = str(rng.randrange(10**9, 10**10))
         channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
         rp = rng.choice(ROUTING_POINTS)
         name = rng.choice(FIRST_NAMES)
-        customer_id = str(rng.randrange(10**7, 10**10))
-        phone = "57" + str(rng.randrange(3000000000, 3509999999))
+        customer_id = _customer(rng, self.seed, minute, regulars)
+        phone = "57" + str(int(customer_id) % 509999999 + 3000000000)
+        by_phone = rng.random() < 0.1  # no customer_id: known by phone
         conn_id = str(rng.randrange(10**6, 10**7)) if channel.startswith("whatsapp") else "0"
-        seconds = sorted(rng.randrange(60) for _ in range(length))
-        selected = -1
+        turns = rng.choice((1, 1, 2, 2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 10, 12, 16))
+        ending = rng.choices(("transfer", "goodbye", "silence"), weights=(30, 50, 20))[0]
+        dates = [minute + rng.randrange(60)]
+        for _ in range(turns - 1):
+            dates.append(dates[-1] + rng.choice((5, 10, 20, 30, 45, 60, 90, 120)))
+        answers = [_reply(rng) for _ in range(turns - 1)]
+        if ending == "transfer":
+            answers.append(TRANSFER)
+        elif ending == "goodbye":
+            answers.append(rng.choice(GOODBYES))
+        else:
+            answers.append(rng.choice((*QUESTIONS, *FALLBACKS)))
+        if rng.random() < 0.03:  # the customer writes again after Wolkvox's timeout
+            dates.append(dates[-1] + rng.randrange(*RETURN_AFTER))
+            answers.append(QUESTIONS[0])
+        selected = [-1] * len(dates)
         if self.select_by == "close":
-            # Its own generator, so that the rows themselves are those of "date" mode.
-            lag = random.Random(f"{self.seed}:close:{session_id}").uniform(0, self.close_delay)
-            # It closes after its last row that is kept (traffic has no rows outside start/stop).
-            lo = self.start if self.start is not None else -math.inf
-            hi = self.stop if self.stop is not None else math.inf
-            kept = [minute + sec for sec in seconds if lo <= minute + sec < hi]
-            selected = max(kept, default=minute) + int(lag)
+            selected = self._closes(session_id, dates, turns)
         rows = []
-        for i, sec in enumerate(seconds):
-            if i == length - 1 and rng.random() < 0.35:
-                answer = "transfer_skill"
-            elif rng.random() < 0.1:
-                answer = f"MaskedText: {rng.randrange(10**5, 10**6)}"
-            elif rng.random() < 0.03:
-                answer = ""
-            else:
-                answer = rng.choice(BOT_REPLIES)
-            date = minute + sec
+        for date, answer, chosen in zip(dates, answers, selected, strict=True):
             record: dict[str, object] = {
                 "session_id": session_id,
                 "channel": channel,
@@ -191,16 +244,29 @@ class Traffic:
                 "customer_phone": phone,
                 "customer_query": rng.choice(QUERIES),
                 "routing_answer": answer,
-                "customer_id": customer_id,
+                "customer_id": "" if by_phone else customer_id,
                 "conn_id": conn_id,
             }
             delay = rng.uniform(0, 1.0)
             if rng.random() < self.late_fraction:
                 delay = rng.uniform(0, self.late_max)
-            rows.append(Row(date, date + delay, record, selected))
+            rows.append(Row(date, date + delay, record, chosen))
             if rng.random() < self.duplicate_fraction:
-                rows.append(Row(date, date + delay, dict(record), selected))
+                rows.append(Row(date, date + delay, dict(record), chosen))
         return rows
+
+    def _closes(self, session_id: str, dates: list[int], turns: int) -> list[int]:
+        """When each row is selected by close time: the conversation's rows when it closed,
+        a message after its timeout when that one closed."""
+        # Its own generator, so that the rows themselves are those of "date" mode.
+        draw = random.Random(f"{self.seed}:close:{session_id}")
+        lo = self.start if self.start is not None else -math.inf
+        hi = self.stop if self.stop is not None else math.inf
+        # It closes after its last row that is kept (traffic has no rows outside start/stop).
+        kept = [d for d in dates[:turns] if lo <= d < hi]
+        closed = max(kept, default=dates[0]) + int(draw.uniform(0, self.close_delay))
+        later = [d + int(draw.uniform(0, self.close_delay)) for d in dates[turns:]]
+        return [closed] * turns + later
 
     @property
     def quiet_after(self) -> int:
@@ -251,6 +317,133 @@ class Traffic:
             (str(r.record["channel"]), str(r.record["rp_id"]), str(r.record["routing_answer"]))
             for r in self.rows(first, last)
         )
+
+
+# The issue's bucket bounds, written again here: the ground truth does not borrow the exporter's.
+_TURNS = (1, 2, 3, 5, 8, 13, 21, 34)
+_SECONDS = (30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+
+@dataclass
+class Talks:
+    """Ground truth of the conversation figures, named like the exporter's counts."""
+
+    sessions_ended: Counter[tuple[str, str]] = field(default_factory=Counter)
+    session_turns: Counter[tuple[str, int]] = field(default_factory=Counter)
+    session_turns_sum: Counter[str] = field(default_factory=Counter)
+    session_duration: Counter[tuple[str, int]] = field(default_factory=Counter)
+    session_duration_sum: Counter[str] = field(default_factory=Counter)
+    session_time_to_transfer: Counter[tuple[str, int]] = field(default_factory=Counter)
+    session_time_to_transfer_sum: Counter[str] = field(default_factory=Counter)
+    sessions_recontact: Counter[tuple[str, str]] = field(default_factory=Counter)
+    sessions_with_fallback: Counter[str] = field(default_factory=Counter)
+    session_rows_after_end: Counter[str] = field(default_factory=Counter)
+
+
+def _bucket(bounds: tuple[int, ...], value: int) -> int:
+    return next((i for i, b in enumerate(bounds) if value <= b), len(bounds))
+
+
+def conversation_truth(
+    rows: list[Row],
+    timeout: float,
+    recontact_window: float,
+    awaiting: tuple[str, ...] = (
+        "question",
+        "fallback",
+    ),
+) -> Talks:
+    """Every conversation figure of these rows (all of a session's rows among them), by the
+    definitions of the README: a session's rows up to its first gap longer than `timeout`
+    (later ones come after its end); its result, turns, duration, time to transfer, fallback;
+    a re-contact when its customer's latest earlier session ended at most `recontact_window`
+    before it began, labelled with that session's result."""
+    by_session: dict[str, list[Row]] = {}
+    for r in rows:
+        sid = r.record["session_id"]
+        if sid not in (None, ""):
+            by_session.setdefault(str(sid), []).append(r)
+    talks = Talks()
+    ended = [_follow(mine, timeout, awaiting, talks) for mine in by_session.values()]
+    latest: dict[str, tuple[int, str]] = {}  # customer -> last row and result of the latest
+    for first, last, who, channel, result in sorted(ended, key=lambda e: (e[1], e[0])):
+        if not who:
+            continue
+        earlier = latest.get(who)
+        if earlier is not None and earlier[0] <= first and first - earlier[0] <= recontact_window:
+            talks.sessions_recontact[(channel, earlier[1])] += 1
+        if earlier is None or last >= earlier[0]:
+            latest[who] = (last, result)
+    return talks
+
+
+def _follow(
+    mine: list[Row], timeout: float, awaiting: tuple[str, ...], talks: Talks
+) -> tuple[int, int, str, str, str]:
+    """One session's figures into `talks`; returns (first, last, customer, channel, result)."""
+    mine.sort(key=lambda r: r.date)
+    cut = next(
+        (i for i in range(1, len(mine)) if mine[i].date - mine[i - 1].date > timeout),
+        len(mine),
+    )
+    for r in mine[cut:]:
+        talks.session_rows_after_end[str(r.record["channel"])] += 1
+    mine = mine[:cut]
+    channel = str(mine[0].record["channel"])
+    kinds = [outcome_of(str(r.record["routing_answer"])) for r in mine]
+    transfers = [r.date for r, k in zip(mine, kinds, strict=True) if k == "transferred"]
+    last = mine[-1].date
+    if transfers:
+        result = "transferred"
+    elif all(k in awaiting for r, k in zip(mine, kinds, strict=True) if r.date == last):
+        result = "abandoned"
+    else:
+        result = "contained"
+    first = mine[0].date
+    talks.sessions_ended[(channel, result)] += 1
+    talks.session_turns[(channel, _bucket(_TURNS, len(mine)))] += 1
+    talks.session_turns_sum[channel] += len(mine)
+    talks.session_duration[(channel, _bucket(_SECONDS, last - first))] += 1
+    talks.session_duration_sum[channel] += last - first
+    if transfers:
+        talks.session_time_to_transfer[(channel, _bucket(_SECONDS, transfers[0] - first))] += 1
+        talks.session_time_to_transfer_sum[channel] += transfers[0] - first
+    if "fallback" in kinds:
+        talks.sessions_with_fallback[channel] += 1
+    who = next((w for r in mine if (w := _who(r.record))), "")
+    return first, last, who, channel, result
+
+
+def _who(record: Mapping[str, object]) -> str:
+    for field_name in ("customer_id", "customer_phone", "customer_email"):
+        value = record.get(field_name)
+        if value not in (None, "", 0):
+            return str(value)
+    return ""
+
+
+def _customer(rng: random.Random, seed: int, minute: int, regulars: Iterator[int]) -> str:
+    """A new customer, or (three in ten) a regular of this minute of the hour: one regular's
+    sessions start at least an hour apart."""
+    if rng.random() < 0.3:
+        regular = next(regulars, None)
+        if regular is not None:
+            who = random.Random(f"{seed}:regular:{minute // 60 % 60}:{regular}")
+            return str(who.randrange(10**7, 10**10))
+    return str(rng.randrange(10**7, 10**10))
+
+
+def _reply(rng: random.Random) -> str:
+    x = rng.random()
+    if x < 0.1:
+        return f"MaskedText: {rng.randrange(10**5, 10**6)}"
+    if x < 0.13:
+        return ""
+    if x < 0.23:
+        return rng.choice(FALLBACKS)
+    if x < 0.7:
+        return rng.choice(QUESTIONS)
+    return rng.choice(STATEMENTS)
 
 
 def _poisson(rng: random.Random, lam: float) -> int:

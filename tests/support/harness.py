@@ -129,11 +129,7 @@ class Kpis:
 
 
 def outcome_of(answer: str) -> str:
-    if answer == "transfer_skill":
-        return "transferred"
-    if answer.startswith("MaskedText:"):
-        return "masked_input"
-    return "none" if answer == "" else "bot_answer"
+    return simulator.outcome_of(answer)
 
 
 def expected_kpis(rows: list[simulator.Row]) -> Kpis:

@@ -35,15 +35,24 @@ def test_default_outcomes_classify_answers_as_wolkvox_writes_them():
             {"second": 5, "answer": "Hola, ¿en qué te ayudo?"},
             {"second": 6, "answer": None},
             {"second": 7, "answer": "Transferencia bancaria: escribe 1"},  # not a hand-off
+            {"second": 8, "answer": "Lo siento, no entendí. ¿Puedes repetirlo?"},
+            {"second": 9, "answer": "Desculpe, não entendi"},
+            {"second": 10, "answer": "Sorry, I didn't get that."},
+            {"second": 11, "answer": "Elige una opción: 1. Saldo 2. Pagos"},
+            {"second": 12, "answer": "¿Algo más? 🙂"},
         ),
         BASE,
         BASE + 299,
     )
+    # A fallback that asks again is a fallback (the rule before wins); a question ends in a
+    # question mark or offers numbered options.
     assert t.counts.outcomes == {
         ("whatsapp", "transferred"): 2,
         ("whatsapp", "masked_input"): 1,
         ("whatsapp", "none"): 2,
-        ("whatsapp", "bot_answer"): 2,
+        ("whatsapp", "fallback"): 3,
+        ("whatsapp", "question"): 3,
+        ("whatsapp", "bot_answer"): 1,
     }
 
 
@@ -179,7 +188,14 @@ def test_kpi_series_are_exposed_with_every_outcome_at_zero(sim_factory):
     poller.commit()
     families = {m.name: m for m in WolkvoxCollector([poller], 300).collect()}
     outcomes = {s.labels["outcome"]: s.value for s in families["wolkvox_routing_outcomes"].samples}
-    assert outcomes == {"transferred": 1, "masked_input": 0, "none": 0, "bot_answer": 0}
+    assert outcomes == {
+        "transferred": 1,
+        "masked_input": 0,
+        "none": 0,
+        "fallback": 0,
+        "question": 0,
+        "bot_answer": 0,
+    }
     assert [s.value for s in families["wolkvox_sessions"].samples] == [1]
     assert [s.value for s in families["wolkvox_sessions_transferred"].samples] == [1]
 

@@ -96,7 +96,9 @@ class Backfill:
                 saved = self.progress.operation(settings.name)
                 if saved is not None and saved.done:
                     bar.advance((end - start) // self.interval, 0, skipped=True)
-                    self.summary.tallies[settings.name] = _tally(settings, saved.state)
+                    self.summary.tallies[settings.name] = _tally(
+                        settings, saved.state, self.request.secret
+                    )
                     continue
                 self._operation(settings, start, end, saved, bar)
         finally:
@@ -113,7 +115,7 @@ class Backfill:
         saved: OperationProgress | None,
         bar: Progress,
     ) -> None:
-        tally = _tally(settings, saved.state if saved else None)
+        tally = _tally(settings, saved.state if saved else None, self.request.secret)
         self.summary.tallies[settings.name] = tally
         cursor = saved.cursor if saved else start
         if cursor > start:
@@ -236,8 +238,10 @@ class Backfill:
         shutil.rmtree(self.spool.directory, ignore_errors=True)
 
 
-def _tally(settings: OperationSettings, state: OperationState | None) -> Tally:
-    tally = Tally(settings)
+def _tally(
+    settings: OperationSettings, state: OperationState | None, secret: bytes | None
+) -> Tally:
+    tally = Tally(settings, secret)
     if state is not None:
         tally.restore(state.tally)
     return tally

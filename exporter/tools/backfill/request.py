@@ -85,6 +85,9 @@ class Request:
     operations: list[OperationSettings]
     chunk: int
     labels: dict[str, str] = field(default_factory=dict)
+    # Keys the customer digests: the state database's, so --write-state hands over customers
+    # the live exporter recognises; a resumed run must use the same one.
+    secret: bytes | None = None
 
     @property
     def interval(self) -> int:

@@ -1,0 +1,541 @@
+"""Conversations: the rows of a session followed to its end, and observed once when it ends.
+
+A session is a non-empty session_id of an operation. It ends once every row up to
+`session_timeout` after its last row has been collected and none of its rows can come back in
+a re-read: judged against the collection cursor (`end_before`), never the wall clock, so a
+live run, a catch-up and a backfill of the same rows end the same sessions with the same
+figures. A row dated more than the timeout after the session's last row does not extend it:
+the session ends there, as it stands, and that row (like any row of a session already ended)
+counts in `rows_after_end`.
+
+Memory is packed: an open session is one `bytes` of `_OPEN` in a dict keyed by its session
+digest, and a customer of the re-contact window one int (`last << 2 | result`) keyed by a keyed
+digest of who they are, so that the state database alone cannot be reversed into phone numbers
+by trying them all. Both are saved by the change, so a save costs what a poll changed.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import struct
+from bisect import bisect_left
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import compress
+from operator import attrgetter
+from typing import TypeVar, cast
+
+from exporter.api.records import Record
+from exporter.counting.counts import Counts
+from exporter.counting.recontacts import Recontacts
+from exporter.settings.config import FALLBACK, Kpis
+from exporter.settings.config import TRANSFERRED as TRANSFERRED_OUTCOME
+
+_K = TypeVar("_K")
+_V = TypeVar("_V")
+
+RESULTS = ("transferred", "contained", "abandoned")
+TRANSFERRED, CONTAINED, ABANDONED = range(3)
+TURN_BUCKETS = (1, 2, 3, 5, 8, 13, 21, 34)
+SECONDS_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600)
+
+# A row's outcome as bits: a transfer, a fallback, an outcome that leaves the customer waiting.
+IS_TRANSFER, IS_FALLBACK, AWAITS = 1, 2, 4
+
+# An open session: first row's date, then relative to it: last row's date, the last second a
+# re-read may still return one of its rows, its first transfer (-1: none); its rows; flags; its
+# channel label (an index into `Conversations.channels`); its customer's keyed digest (0: none).
+_OPEN = struct.Struct("<qiiiIBHQ")
+_FALLBACK_SEEN, _LAST_AWAITS = 1, 2
+_WHEEL = 60  # seconds per bucket of the end-time wheel
+_CHANNEL = attrgetter("channel")
+_CUSTOMER = attrgetter("customer")
+
+
+@dataclass
+class Open:
+    """An open session, unpacked while it changes."""
+
+    first: int
+    last: int
+    touched: int
+    transfer: int  # the date of its first transfer, or -1
+    turns: int
+    flags: int
+    channel: int
+    customer: int
+
+    @classmethod
+    def unpack(cls, blob: bytes) -> Open:
+        first, last, touched, transfer, turns, flags, channel, customer = _OPEN.unpack(blob)
+        return cls(
+            first,
+            first + last,
+            first + touched,
+            -1 if transfer < 0 else first + transfer,
+            turns,
+            flags,
+            channel,
+            customer,
+        )
+
+    def pack(self) -> bytes:
+        first = self.first
+        transfer = -1 if self.transfer < 0 else self.transfer - first
+        return _OPEN.pack(
+            first,
+            self.last - first,
+            self.touched - first,
+            transfer,
+            min(self.turns, 0xFFFFFFFF),
+            self.flags,
+            self.channel,
+            self.customer,
+        )
+
+    @property
+    def result(self) -> int:
+        if self.transfer >= 0:
+            return TRANSFERRED
+        return ABANDONED if self.flags & _LAST_AWAITS else CONTAINED
+
+    def take(self, row: Part) -> None:
+        """Merge rows of this session that lie within its timeout (see `Part`)."""
+        if row.first < self.first:
+            self.first, self.channel = row.first, row.channel
+            if row.customer:
+                self.customer = row.customer
+        if not self.customer:
+            self.customer = row.customer
+        if row.last > self.last:
+            self.last = row.last
+            self.flags = (self.flags & ~_LAST_AWAITS) | (_LAST_AWAITS if row.awaits else 0)
+        elif row.last == self.last and not row.awaits:
+            self.flags &= ~_LAST_AWAITS
+        if row.transfer >= 0 and (self.transfer < 0 or row.transfer < self.transfer):
+            self.transfer = row.transfer
+        if row.fallback:
+            self.flags |= _FALLBACK_SEEN
+        self.turns += row.turns
+        self.touched = max(self.touched, row.touched)
+
+
+@dataclass
+class Part:
+    """Rows of one session from one answer, summed: contiguous (no gap over the timeout)."""
+
+    first: int
+    last: int
+    turns: int
+    transfer: int
+    fallback: bool
+    awaits: bool  # every row dated at `last` leaves the customer waiting
+    channel: int
+    customer: int
+    touched: int
+
+    def start(self) -> Open:
+        flags = (_FALLBACK_SEEN if self.fallback else 0) | (_LAST_AWAITS if self.awaits else 0)
+        return Open(
+            self.first,
+            self.last,
+            self.touched,
+            self.transfer,
+            self.turns,
+            flags,
+            self.channel,
+            self.customer,
+        )
+
+
+@dataclass
+class Rows:
+    """The rows of an answer newly counted that belong to a session, as columns."""
+
+    keys: list[int]  # session digest
+    seconds: list[int]  # date
+    codes: list[int]  # outcome bits
+    channels: list[str]  # raw channel
+    customers: list[object]  # who (raw: id, else phone, else e-mail); digested here
+    turns: list[int]  # copies newly counted
+    touched: list[int]  # the last second a re-read may return it
+
+    def only(self, keep: list[bool]) -> Rows:
+        return Rows(
+            list(compress(self.keys, keep)),
+            list(compress(self.seconds, keep)),
+            list(compress(self.codes, keep)),
+            list(compress(self.channels, keep)),
+            list(compress(self.customers, keep)),
+            list(compress(self.turns, keep)),
+            list(compress(self.touched, keep)),
+        )
+
+    def ordered(self) -> Rows:
+        """The rows in date order (an answer's usually are already)."""
+        seconds = self.seconds
+        if not any(map(int.__gt__, seconds, seconds[1:])):
+            return self
+        order = sorted(range(len(seconds)), key=seconds.__getitem__)
+        return Rows(
+            [self.keys[i] for i in order],
+            [seconds[i] for i in order],
+            [self.codes[i] for i in order],
+            [self.channels[i] for i in order],
+            [self.customers[i] for i in order],
+            [self.turns[i] for i in order],
+            [self.touched[i] for i in order],
+        )
+
+
+@dataclass
+class Changes:
+    """What a save must write of the conversations since the last one."""
+
+    sessions: dict[int, bytes] = field(default_factory=dict)  # open, changed
+    ended: set[int] = field(default_factory=set)
+    customers: dict[int, int] = field(default_factory=dict)
+    forgotten: set[int] = field(default_factory=set)
+
+
+class Conversations:
+    """One operation's open sessions and its customers of the re-contact window."""
+
+    def __init__(
+        self,
+        counts: Callable[[], Counts],
+        kpis: Kpis,
+        secret: bytes,
+        outcome: Callable[[str | None], str],
+        label: Callable[[str], str],
+    ) -> None:
+        """`counts` gives the counts to add to; `outcome` a raw routing answer's outcome,
+        `label` a raw channel's label value."""
+        self._counts = counts
+        self.timeout = int(kpis.session_timeout)
+        self.window = int(kpis.recontact_window)
+        self.horizon = int(kpis.session_horizon)
+        self._code = Codes(outcome, frozenset(kpis.awaiting_outcomes))
+        self._label = label
+        self.customer_key = functools.partial(customer_key, secret)
+        self.open: dict[int, bytes] = {}
+        self.recontacts = Recontacts(self.window)
+        self.channels: list[str] = []  # channel labels, indexed by the packed sessions
+        self._channel_index: dict[str, int] = {}
+        self._due: dict[int, list[int]] = {}  # wheel bucket -> session digests due in it
+        self._changes = Changes()
+
+    def __len__(self) -> int:
+        return len(self.open)
+
+    def channel_index(self, label: str) -> int:
+        index = self._channel_index.get(label)
+        if index is None:
+            index = self._channel_index[label] = len(self.channels)
+            self.channels.append(label)
+        return index
+
+    def follow(
+        self,
+        keys: list[int | None],
+        new: set[int],
+        records: list[Record],
+        seconds: list[int],
+        answers: list[str | None],
+        turns: list[int],
+        touched: list[int],
+    ) -> None:
+        """Follow newly counted records: their session digests (None: no session), dates, raw
+        answers, copies newly counted, and the last second a re-read may return them. `new`
+        are the sessions never seen before."""
+        codes_of = {a: self._code(a) for a in set(answers)}
+        codes = list(map(codes_of.__getitem__, answers))
+        channels, customers = list(map(_CHANNEL, records)), list(map(_CUSTOMER, records))
+        rows = Rows(cast(list[int], keys), seconds, codes, channels, customers, turns, touched)
+        if None in keys:  # rows without a session stay out of session figures
+            rows = rows.only([k is not None for k in keys])
+        self.add(rows, new)
+
+    def add(self, rows: Rows, new: set[int]) -> None:
+        """Follow the rows of sessions; `new` are the sessions never seen before (the others
+        are open, or ended: their rows count as after the end)."""
+        label = self._label
+        rows = rows.ordered()
+        parts, slow = summarise(
+            rows, self.timeout, lambda raw: self.channel_index(label(raw)), self.customer_key
+        )
+        counts = self._counts()
+        after = counts.session_rows_after_end
+        opened: Counter[str] = Counter()
+        for key, part in parts.items():
+            blob = self.open.get(key)
+            if blob is None:
+                if key in new:
+                    self._store(key, part.start())
+                    opened[self.channels[part.channel]] += 1
+                else:
+                    name = self.channels[part.channel]
+                    after[name] = after.get(name, 0) + part.turns
+            else:
+                state = Open.unpack(blob)
+                # Rows within the timeout around it, themselves within one timeout: no gap.
+                if state.first - self.timeout <= part.first <= state.last + self.timeout:
+                    state.take(part)
+                    self._store(key, state)
+                else:
+                    slow[key] = None
+        if slow:
+            opened.update(self._one_by_one(rows, slow, new))
+        sessions_open = counts.sessions_open
+        for name, n in opened.items():
+            sessions_open[name] = sessions_open.get(name, 0) + n
+
+    def _one_by_one(self, rows: Rows, slow: dict[int, None], new: set[int]) -> Counter[str]:
+        """The rows of sessions a gap may split, in date order, one at a time."""
+        label = self._label
+        picked = [i for i, key in enumerate(rows.keys) if key in slow]
+        opened: Counter[str] = Counter()
+        after = self._counts().session_rows_after_end
+        for i in picked:
+            key, second, code = rows.keys[i], rows.seconds[i], rows.codes[i]
+            who = rows.customers[i]
+            part = Part(
+                second,
+                second,
+                rows.turns[i],
+                second if code & IS_TRANSFER else -1,
+                bool(code & IS_FALLBACK),
+                bool(code & AWAITS),
+                self.channel_index(label(rows.channels[i])),
+                0 if who is None or who == "" or who == 0 else self.customer_key(who),
+                rows.touched[i],
+            )
+            blob = self.open.get(key)
+            state = None if blob is None else Open.unpack(blob)
+            if state is None and key in new:
+                new.discard(key)  # its later rows join it, or come after its end
+                self._store(key, part.start())
+                opened[self.channels[part.channel]] += 1
+            elif state is None or not (
+                state.first - self.timeout <= second <= state.last + self.timeout
+            ):
+                if state is not None and second > state.last + self.timeout:
+                    self._end(key, state, expired=False)
+                name = label(rows.channels[i])
+                after[name] = after.get(name, 0) + rows.turns[i]
+            else:
+                state.take(part)
+                self._store(key, state)
+        return opened
+
+    def _store(self, key: int, state: Open, changed: bool = True) -> None:
+        """Keep a session open, and file it under the second it may end at."""
+        if changed:
+            self.open[key] = state.pack()
+            self._changes.sessions[key] = b""
+        due = min(max(state.last + self.timeout, state.touched), state.first + self.horizon)
+        bucket = due - due % _WHEEL
+        filed = self._due.get(bucket)
+        if filed is None:
+            self._due[bucket] = [key]
+        else:
+            filed.append(key)
+
+    def end_before(self, second: int) -> None:
+        """End every session none of whose rows can still come: every row dated before
+        `second` has been collected for good. A session open past the horizon ends as it
+        stands, counted as expired."""
+        due = sorted(b for b in self._due if b < second)
+        ending: list[tuple[int, int, Open, bool]] = []
+        for bucket in due:
+            for key in self._due.pop(bucket):
+                blob = self.open.get(key)
+                if blob is None:
+                    continue
+                state = Open.unpack(blob)
+                expired = state.first + self.horizon < second
+                if expired or max(state.last + self.timeout, state.touched) < second:
+                    ending.append((state.last, key, state, expired))
+                    del self.open[key]  # once, though filed in several buckets
+                else:
+                    self._store(key, state, changed=False)
+        # In date order: a customer's earlier session is the one their later one compares with.
+        ending.sort(key=lambda e: (e[0], e[1]))
+        for _, key, state, expired in ending:
+            self._end(key, state, expired)
+        self.recontacts.forget_before(second)
+
+    def _end(self, key: int, state: Open, expired: bool) -> None:
+        """Observe a session once, and its customer's re-contact."""
+        self.open.pop(key, None)
+        self._changes.sessions.pop(key, None)
+        self._changes.ended.add(key)
+        counts = self._counts()
+        label = self.channels[state.channel]
+        observe(counts, label, state, expired)
+        if state.customer:
+            result = state.result
+            previous = self.recontacts.ended(state.customer, state.first, state.last, result)
+            if previous is not None:
+                _add(counts.sessions_recontact, (label, RESULTS[previous]))
+
+    def pending(self) -> Changes:
+        """What changed since the last `saved()`, ready to write."""
+        customers, forgotten = self.recontacts.pending()
+        return Changes(
+            sessions={k: self.open[k] for k in self._changes.sessions if k in self.open},
+            ended=set(self._changes.ended),
+            customers=customers,
+            forgotten=forgotten,
+        )
+
+    def saved(self) -> None:
+        self._changes = Changes()
+        self.recontacts.saved()
+
+    def image(self) -> tuple[dict[int, bytes], dict[int, int]]:
+        return dict(self.open), dict(self.recontacts.customers)
+
+    def load(
+        self, sessions: dict[int, bytes], customers: dict[int, int], channels: Sequence[str]
+    ) -> None:
+        """Resume from saved sessions and customers; their channel labels by index."""
+        for label in channels:
+            self.channel_index(label)
+        for key, blob in sessions.items():
+            self.open[key] = blob
+            self._store(key, Open.unpack(blob), changed=False)
+        self.recontacts.load(customers)
+        self._changes = Changes()
+
+
+def summarise(
+    rows: Rows,
+    timeout: int,
+    channel_index: Callable[[str], int],
+    customer_key: Callable[[object], int],
+) -> tuple[dict[int, Part], dict[int, None]]:
+    """Each session's rows summed, in C-level passes over the date-ordered columns; the
+    sessions whose rows span more than the timeout (a gap may split them) are left to
+    `_one_by_one`."""
+    keys, seconds = rows.keys, rows.seconds
+    back_keys = keys[::-1]
+    first = dict(zip(back_keys, seconds[::-1], strict=True))
+    last = dict(zip(keys, seconds, strict=True))
+    channel = dict(zip(back_keys, rows.channels[::-1], strict=True))
+    turns: Counter[int] = Counter()
+    if max(rows.turns) == 1:
+        turns.update(keys)
+    else:
+        for key, n in zip(keys, rows.turns, strict=True):
+            turns[key] += n
+    codes = rows.codes
+    transfer = _firsts(keys, seconds, [c & IS_TRANSFER for c in codes])
+    fallback = set(compress(keys, [c & IS_FALLBACK for c in codes]))
+    awaits = dict(zip(keys, [c & AWAITS for c in codes], strict=True))
+    # A row that does not leave the customer waiting, dated at a session's last second,
+    # answers the others of that second: the session was not abandoned.
+    replied = [not c & AWAITS for c in codes]
+    answered = set(zip(compress(keys, replied), compress(seconds, replied), strict=False))
+    has = [c is not None and c != "" and c != 0 for c in rows.customers]
+    customer = _firsts(keys, rows.customers, has)
+    touched = _latest(keys, rows.touched)
+    parts: dict[int, Part] = {}
+    slow: dict[int, None] = {}
+    for key, lo in first.items():
+        hi = last[key]
+        if hi - lo > timeout:
+            slow[key] = None
+            continue
+        who = customer.get(key)
+        parts[key] = Part(
+            lo,
+            hi,
+            turns[key],
+            transfer.get(key, -1),
+            key in fallback,
+            bool(awaits[key]) and (key, hi) not in answered,
+            channel_index(channel[key]),
+            0 if who is None else customer_key(who),
+            touched[key],
+        )
+    return parts, slow
+
+
+def _firsts(keys: list[int], values: list[_V], mask: Sequence[object]) -> dict[int, _V]:
+    """Each key's value on its first row (rows in date order) among those `mask` keeps."""
+    return dict(zip(compress(keys[::-1], mask[::-1]), compress(values[::-1], mask[::-1])))  # noqa: B905
+
+
+def _latest(keys: list[int], seconds: list[int]) -> dict[int, int]:
+    """Each key's largest second."""
+    if not any(map(int.__gt__, seconds, seconds[1:])):
+        return dict(zip(keys, seconds, strict=True))
+    out: dict[int, int] = {}
+    for key, t in zip(keys, seconds, strict=True):
+        out[key] = max(t, out.get(key, t))
+    return out
+
+
+def customer_key(secret: bytes, who: object) -> int:
+    """The keyed digest a customer is remembered by; never 0 (0 means nobody)."""
+    text = who if isinstance(who, str) else str(who)
+    digest = hashlib.blake2b(text.encode(), digest_size=8, key=secret).digest()
+    return int.from_bytes(digest, "little") or 1
+
+
+class Codes:
+    """A raw routing answer's outcome as the bits the session figures read."""
+
+    def __init__(self, outcome: Callable[[str | None], str], awaiting: frozenset[str]) -> None:
+        self.outcome = outcome
+        self.awaiting = awaiting
+
+    def __call__(self, answer: str | None) -> int:
+        outcome = self.outcome(answer)
+        return (
+            (IS_TRANSFER if outcome == TRANSFERRED_OUTCOME else 0)
+            | (IS_FALLBACK if outcome == FALLBACK else 0)
+            | (AWAITS if outcome in self.awaiting else 0)
+        )
+
+
+def observe(counts: Counts, label: str, state: Open, expired: bool) -> None:
+    """Add an ended session to the figures: its result, turns, duration, time to transfer,
+    fallback, and whether it expired."""
+    _add(counts.sessions_ended, (label, RESULTS[state.result]))
+    counts.sessions_open[label] = counts.sessions_open.get(label, 1) - 1
+    _observe(counts.session_turns, counts.session_turns_sum, label, TURN_BUCKETS, state.turns)
+    duration = state.last - state.first
+    _observe(counts.session_duration, counts.session_duration_sum, label, SECONDS_BUCKETS, duration)
+    if state.transfer >= 0:
+        waited = state.transfer - state.first
+        _observe(
+            counts.session_time_to_transfer,
+            counts.session_time_to_transfer_sum,
+            label,
+            SECONDS_BUCKETS,
+            waited,
+        )
+    if state.flags & _FALLBACK_SEEN:
+        _add(counts.sessions_with_fallback, label)
+    if expired:
+        _add(counts.sessions_expired, label)
+
+
+def _add(totals: dict[_K, int], key: _K) -> None:
+    totals[key] = totals.get(key, 0) + 1
+
+
+def _observe(
+    buckets: dict[tuple[str, int], int],
+    sums: dict[str, float],
+    label: str,
+    bounds: tuple[int, ...],
+    value: int,
+) -> None:
+    index = bisect_left(bounds, value)
+    buckets[(label, index)] = buckets.get((label, index), 0) + 1
+    sums[label] = sums.get(label, 0.0) + value

@@ -1,0 +1,72 @@
+"""Customers of the re-contact window: whose session ended when, with what result.
+
+A customer is remembered by a keyed digest (see state.secret) as one int, `last << 2 | result`
+(the last row of their latest ended session, and its result), for `recontact_window` after it:
+no later session can be a re-contact of it after that. Expiry is filed on a wheel of ten-minute
+buckets, so forgetting touches the customers that may be due, not every one.
+"""
+
+from __future__ import annotations
+
+_WHEEL = 600
+
+
+class Recontacts:
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self.customers: dict[int, int] = {}  # keyed digest -> last << 2 | result
+        self._expiring: dict[int, list[int]] = {}  # wheel bucket -> customer digests
+        self._changed: set[int] = set()
+        self._forgotten: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.customers)
+
+    def ended(self, customer: int, first: int, last: int, result: int) -> int | None:
+        """A session of `customer` from `first` to `last` ended with `result`: return the
+        result of their previous session if it ended at most the window before `first`."""
+        earlier = self.customers.get(customer)
+        previous = None
+        if earlier is not None:
+            before = earlier >> 2
+            if before <= first and first - before <= self.window:
+                previous = earlier & 3
+            if before > last:
+                return previous  # a later session of theirs ended first: it stays the latest
+        self.customers[customer] = last << 2 | result
+        self._changed.add(customer)
+        self._file(customer, last + self.window)
+        return previous
+
+    def _file(self, customer: int, expiry: int) -> None:
+        self._expiring.setdefault(expiry - expiry % _WHEEL, []).append(customer)
+
+    def forget_before(self, second: int) -> None:
+        """Forget customers whose latest session ended more than the window before `second`:
+        every row before it is collected, so no session still to end began before it."""
+        floor = second - self.window
+        for bucket in [b for b in self._expiring if b + _WHEEL <= second]:
+            for who in self._expiring.pop(bucket):
+                value = self.customers.get(who)
+                if value is None:
+                    continue
+                if value >> 2 < floor:
+                    del self.customers[who]
+                    self._changed.discard(who)
+                    self._forgotten.add(who)
+                else:  # a later session moved it on: filed again where it is due
+                    self._file(who, max((value >> 2) + self.window, bucket + _WHEEL))
+
+    def pending(self) -> tuple[dict[int, int], set[int]]:
+        """The customers changed and forgotten since the last `saved()`."""
+        customers = self.customers
+        return {k: customers[k] for k in self._changed if k in customers}, set(self._forgotten)
+
+    def saved(self) -> None:
+        self._changed.clear()
+        self._forgotten.clear()
+
+    def load(self, customers: dict[int, int]) -> None:
+        for who, value in customers.items():
+            self.customers[who] = value
+            self._file(who, (value >> 2) + self.window)
