@@ -70,6 +70,7 @@ def live_exporter(tmp_path: Path, sim_factory: Any) -> Iterator[Callable[..., Li
         polling: dict[str, str],
         state: bool = False,
         debug: bool = True,
+        kpis: dict[str, str] | None = None,
         **sim: Any,
     ) -> Live:
         sim.setdefault("latency", 0.01)
@@ -77,6 +78,7 @@ def live_exporter(tmp_path: Path, sim_factory: Any) -> Iterator[Callable[..., Li
         settings: dict[str, Any] = {
             "operations": [{"name": name, "base_url": url, "token": "${LIVE_WOLKVOX_TOKEN}"}],
             "polling": {**polling, "max_records_per_request": cap},
+            "kpis": kpis or {},
         }
         path = tmp_path / "state.json" if state else None
         if path is not None:

@@ -221,7 +221,7 @@ class Conversations:
         self._label = label
         self.customer_key = functools.partial(customer_key, secret)
         self.open: dict[int, bytes] = {}
-        self.recontacts = Recontacts(self.window)
+        self.recontacts = Recontacts(self.window, self.horizon)
         self.channels: list[str] = []  # channel labels, indexed by the packed sessions
         self._channel_index: dict[str, int] = {}
         self._due: dict[int, list[int]] = {}  # wheel bucket -> session digests due in it

@@ -1,9 +1,11 @@
 """Customers of the re-contact window: whose session ended when, with what result.
 
 A customer is remembered by a keyed digest (see state.secret) as one int, `last << 2 | result`
-(the last row of their latest ended session, and its result), for `recontact_window` after it:
-no later session can be a re-contact of it after that. Expiry is filed on a wheel of ten-minute
-buckets, so forgetting touches the customers that may be due, not every one.
+(the last row of their latest ended session, and its result), for `recontact_window` and then
+`session_horizon` after it: a session that began within the window may end up to a horizon
+later (and, where the API selects rows by close time, arrive well after it began). Expiry is
+filed on a wheel of ten-minute buckets, so forgetting touches the customers that may be due,
+not every one.
 """
 
 from __future__ import annotations
@@ -12,8 +14,9 @@ _WHEEL = 600
 
 
 class Recontacts:
-    def __init__(self, window: int) -> None:
+    def __init__(self, window: int, horizon: int) -> None:
         self.window = window
+        self.keep = window + horizon
         self.customers: dict[int, int] = {}  # keyed digest -> last << 2 | result
         self._expiring: dict[int, list[int]] = {}  # wheel bucket -> customer digests
         self._changed: set[int] = set()
@@ -35,16 +38,16 @@ class Recontacts:
                 return previous  # a later session of theirs ended first: it stays the latest
         self.customers[customer] = last << 2 | result
         self._changed.add(customer)
-        self._file(customer, last + self.window)
+        self._file(customer, last + self.keep)
         return previous
 
     def _file(self, customer: int, expiry: int) -> None:
         self._expiring.setdefault(expiry - expiry % _WHEEL, []).append(customer)
 
     def forget_before(self, second: int) -> None:
-        """Forget customers whose latest session ended more than the window before `second`:
-        every row before it is collected, so no session still to end began before it."""
-        floor = second - self.window
+        """Forget customers whose latest session ended longer than the window and a horizon
+        before `second`, everything before which has been collected."""
+        floor = second - self.keep
         for bucket in [b for b in self._expiring if b + _WHEEL <= second]:
             for who in self._expiring.pop(bucket):
                 value = self.customers.get(who)
@@ -55,7 +58,7 @@ class Recontacts:
                     self._changed.discard(who)
                     self._forgotten.add(who)
                 else:  # a later session moved it on: filed again where it is due
-                    self._file(who, max((value >> 2) + self.window, bucket + _WHEEL))
+                    self._file(who, max((value >> 2) + self.keep, bucket + _WHEEL))
 
     def pending(self) -> tuple[dict[int, int], set[int]]:
         """The customers changed and forgotten since the last `saved()`."""
@@ -69,4 +72,4 @@ class Recontacts:
     def load(self, customers: dict[int, int]) -> None:
         for who, value in customers.items():
             self.customers[who] = value
-            self._file(who, (value >> 2) + self.window)
+            self._file(who, (value >> 2) + self.keep)

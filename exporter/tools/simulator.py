@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -66,9 +66,9 @@ _KINDS = {
 }
 # How far after its session's start a row may be dated: the longest conversation (16 turns of
 # at most two minutes), and a message sent again after Wolkvox's 60-minute timeout.
-SESSION_SPAN = 15 * 120
+THINK = (5, 10, 20, 30, 45, 60, 90, 120)  # seconds between two messages
+SESSION_SPAN = 15 * THINK[-1]
 RETURN_AFTER = (3660, 4500)
-REACH = SESSION_SPAN + RETURN_AFTER[1]
 # Customers who come back: per minute of the hour, a few regulars, so that one customer's
 # sessions start at least an hour apart.
 REGULARS = 40
@@ -136,6 +136,9 @@ class Traffic:
     # keeps the operation's wall time does (a MySQL DATETIME BETWEEN): a request for a repeated
     # hour returns the rows of both occurrences. Ground truth (`rows`, `truth`) is unchanged.
     wall_time: bool = False
+    # Scales the time between a conversation's messages (5 s to 2 min) and before a message
+    # after the timeout (61 to 75 min): tests that run in real seconds shrink it.
+    think: float = 1.0
 
     def __post_init__(self) -> None:
         if self.select_by not in SELECT_BY:
@@ -149,44 +152,43 @@ class Traffic:
         """How long after its date a row may be selected: rows dated in `[a, b]` are all
         selected in `[a, b + selection_lag]`."""
         # A conversation closes after its last row, which is at most its span after any other.
-        return SESSION_SPAN + math.ceil(self.close_delay) if self.select_by == "close" else 0
+        return self.span + math.ceil(self.close_delay) if self.select_by == "close" else 0
+
+    @property
+    def span(self) -> int:
+        """The longest a conversation lasts, first message to last."""
+        return math.ceil(SESSION_SPAN * self.think)
+
+    @property
+    def reach(self) -> int:
+        """How long after its session's start a row may be dated."""
+        return self.span + math.ceil(RETURN_AFTER[1] * self.think)
 
     def minute(self, minute: int) -> list[Row]:
         """All rows dated in the minute starting at epoch second `minute` (a multiple of 60),
-        in date order: of the sessions started in it or in the `REACH` before it."""
-        with self._lock:
-            rows = self._dated.get(minute)
-            if rows is not None:
-                self._dated.move_to_end(minute)
-                return rows
-        rows = []
-        for start in range(minute - (REACH // 60 + 1) * 60, minute + 60, 60):
-            rows.extend(self._started(start).get(minute, ()))
-        rows.sort(key=lambda r: r.date)
-        with self._lock:
-            self._dated[minute] = rows
-            while len(self._dated) > 2000:
-                self._dated.popitem(last=False)
-        return rows
+        in date order: of the sessions started in it or in the `reach` before it."""
+
+        def dated() -> list[Row]:
+            rows: list[Row] = []
+            for start in range(minute - (self.reach // 60 + 1) * 60, minute + 60, 60):
+                rows.extend(self._started(start).get(minute, ()))
+            return sorted(rows, key=lambda r: r.date)
+
+        return _cached(self._dated, minute, dated, self._lock)
 
     def _started(self, minute: int) -> dict[int, list[Row]]:
         """The rows of the sessions started in a minute, by the minute they are dated in."""
-        with self._lock:
-            rows = self._cache.get(minute)
-            if rows is not None:
-                self._cache.move_to_end(minute)
-                return rows
-        rows = {}
-        for row in self._generate(minute):
-            rows.setdefault(row.date - row.date % 60, []).append(row)
-        with self._lock:
-            self._cache[minute] = rows
-            while len(self._cache) > 2000:
-                self._cache.popitem(last=False)
-        return rows
+
+        def generated() -> dict[int, list[Row]]:
+            rows: dict[int, list[Row]] = {}
+            for row in self._generate(minute):
+                rows.setdefault(row.date - row.date % 60, []).append(row)
+            return rows
+
+        return _cached(self._cache, minute, generated, self._lock)
 
     def _generate(self, minute: int) -> list[Row]:
-        if (self.start is not None and minute + REACH + 60 <= self.start) or (
+        if (self.start is not None and minute + self.reach + 60 <= self.start) or (
             self.stop is not None and minute >= self.stop
         ):
             return []  # no row of a session started then can be kept
@@ -210,7 +212,7 @@ class Traffic:
         channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
         rp = rng.choice(ROUTING_POINTS)
         name = rng.choice(FIRST_NAMES)
-        customer_id = _customer(rng, self.seed, minute, regulars)
+        customer_id = _customer(rng, self.seed, self._cycle(minute), regulars)
         phone = "57" + str(int(customer_id) % 509999999 + 3000000000)
         by_phone = rng.random() < 0.1  # no customer_id: known by phone
         conn_id = str(rng.randrange(10**6, 10**7)) if channel.startswith("whatsapp") else "0"
@@ -218,7 +220,7 @@ class Traffic:
         ending = rng.choices(("transfer", "goodbye", "silence"), weights=(30, 50, 20))[0]
         dates = [minute + rng.randrange(60)]
         for _ in range(turns - 1):
-            dates.append(dates[-1] + rng.choice((5, 10, 20, 30, 45, 60, 90, 120)))
+            dates.append(dates[-1] + max(1, round(rng.choice(THINK) * self.think)))
         answers = [_reply(rng) for _ in range(turns - 1)]
         if ending == "transfer":
             answers.append(TRANSFER)
@@ -227,7 +229,7 @@ class Traffic:
         else:
             answers.append(rng.choice((*QUESTIONS, *FALLBACKS)))
         if rng.random() < 0.03:  # the customer writes again after Wolkvox's timeout
-            dates.append(dates[-1] + rng.randrange(*RETURN_AFTER))
+            dates.append(dates[-1] + max(1, round(rng.randrange(*RETURN_AFTER) * self.think)))
             answers.append(QUESTIONS[0])
         selected = [-1] * len(dates)
         if self.select_by == "close":
@@ -254,6 +256,12 @@ class Traffic:
             if rng.random() < self.duplicate_fraction:
                 rows.append(Row(date, date + delay, dict(record), chosen))
         return rows
+
+    def _cycle(self, minute: int) -> int:
+        """Which regulars a minute draws from: those of the same minute of the hour (of the
+        same minute of a shorter cycle when `think` shrinks conversations), so that one
+        regular's sessions start a cycle apart, after the earlier one has surely ended."""
+        return minute // 60 % max(2, round(60 * self.think))
 
     def _closes(self, session_id: str, dates: list[int], turns: int) -> list[int]:
         """When each row is selected by close time: the conversation's rows when it closed,
@@ -422,13 +430,32 @@ def _who(record: Mapping[str, object]) -> str:
     return ""
 
 
-def _customer(rng: random.Random, seed: int, minute: int, regulars: Iterator[int]) -> str:
-    """A new customer, or (three in ten) a regular of this minute of the hour: one regular's
-    sessions start at least an hour apart."""
+_T = TypeVar("_T")
+
+
+def _cached(
+    cache: OrderedDict[int, _T], key: int, make: Callable[[], _T], lock: threading.Lock
+) -> _T:
+    """`make()` remembered under `key`, the 2,000 most recently used kept."""
+    with lock:
+        hit = cache.get(key)
+        if hit is not None:
+            cache.move_to_end(key)
+            return hit
+    value = make()
+    with lock:
+        cache[key] = value
+        while len(cache) > 2000:
+            cache.popitem(last=False)
+    return value
+
+
+def _customer(rng: random.Random, seed: int, slot: int, regulars: Iterator[int]) -> str:
+    """A new customer, or (three in ten) a regular of this minute's `slot`."""
     if rng.random() < 0.3:
         regular = next(regulars, None)
         if regular is not None:
-            who = random.Random(f"{seed}:regular:{minute // 60 % 60}:{regular}")
+            who = random.Random(f"{seed}:regular:{slot}:{regular}")
             return str(who.randrange(10**7, 10**10))
     return str(rng.randrange(10**7, 10**10))
 

@@ -9,8 +9,11 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -25,6 +28,7 @@ from tests.e2e.test_prometheus import api
 from tests.support.harness import (
     TOKEN,
     Clock,
+    assert_conversations,
     expected_counts,
     expected_kpis,
     make_config,
@@ -64,6 +68,42 @@ polling:
     return path
 
 
+LABELS = ("channel", "rp_id", "routing_answer", "outcome")
+
+
+def _conversations(query: Callable[..., dict[tuple[str, ...], float]]) -> SimpleNamespace:
+    """The conversation figures as Prometheus has them, keyed like the ground truth."""
+    out: dict[str, dict[Any, float]] = {}
+    for field, name, label in (
+        ("sessions_ended", "wolkvox_sessions_ended_total", "result"),
+        ("sessions_recontact", "wolkvox_sessions_recontact_total", "previous"),
+    ):
+        out[field] = dict(query(f"sum by (channel, {label}) ({name})", ("channel", label)))
+    for field, name in (
+        ("sessions_with_fallback", "wolkvox_sessions_with_fallback_total"),
+        ("session_rows_after_end", "wolkvox_session_rows_after_end_total"),
+        ("sessions_open", "wolkvox_sessions_open"),
+    ):
+        out[field] = {k[0]: v for k, v in query(f"sum by (channel) ({name})", ("channel",)).items()}
+    for field, name in (
+        ("session_turns", "wolkvox_session_turns"),
+        ("session_duration", "wolkvox_session_duration_seconds"),
+        ("session_time_to_transfer", "wolkvox_session_time_to_transfer_seconds"),
+    ):
+        edges = query(f"sum by (channel, le) ({name}_bucket)", ("channel", "le"))
+        buckets: dict[Any, float] = {}
+        for channel in {ch for ch, _ in edges}:
+            below = 0.0
+            mine = sorted((float(le), v) for (ch, le), v in edges.items() if ch == channel)
+            for i, (_, value) in enumerate(mine):
+                buckets[(channel, i)] = value - below
+                below = value
+        out[field] = buckets
+        sums = query(f"sum by (channel) ({name}_sum)", ("channel",))
+        out[f"{field}_sum"] = {k[0]: v for k, v in sums.items()}
+    return SimpleNamespace(**out)
+
+
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "exporter.cli", *args], capture_output=True, text=True, timeout=300
@@ -77,12 +117,16 @@ def test_a_backfilled_day_in_a_real_prometheus_equals_the_ground_truth(
     """By close time, rows come back dated before the chunk asked for: they count in its first
     window, so the file stays in time order (promtool refuses it otherwise)."""
     first_text, end_text, first, end = local_day(2)
+    # Every session begins and ends within the day (a timeout and the latest message after
+    # it), so the day's conversation figures are those of its rows.
     traffic = Traffic(
         seed=21,
         rate_per_minute=20,
         late_fraction=0.1,
         duplicate_fraction=0.03,
         select_by=select_by,
+        start=first,
+        stop=end - 3 * 3600,
     )
     sim, url = sim_factory(traffic, time.time, cap=400)
     cfg = write_config(tmp_path / "config.yaml", url)
@@ -140,7 +184,7 @@ def test_a_backfilled_day_in_a_real_prometheus_equals_the_ground_truth(
         )
     try:
 
-        def query(expr: str) -> dict[tuple[str, ...], float]:
+        def query(expr: str, keys: tuple[str, ...] = LABELS) -> dict[tuple[str, ...], float]:
             deadline = time.time() + 30
             while True:
                 try:
@@ -150,11 +194,7 @@ def test_a_backfilled_day_in_a_real_prometheus_equals_the_ground_truth(
                     assert time.time() < deadline, (tmp_path / "prometheus.log").read_text()
                     time.sleep(0.3)
             return {
-                tuple(
-                    r["metric"].get(k, "")
-                    for k in ("channel", "rp_id", "routing_answer", "outcome")
-                ): float(r["value"][1])
-                for r in result
+                tuple(r["metric"].get(k, "") for k in keys): float(r["value"][1]) for r in result
             }
 
         got = query(
@@ -167,6 +207,7 @@ def test_a_backfilled_day_in_a_real_prometheus_equals_the_ground_truth(
         assert {k[0]: int(v) for k, v in sessions.items()} == dict(kpis.sessions)
         transferred = query("sum by (channel) (wolkvox_sessions_transferred_total)")
         assert {k[0]: int(v) for k, v in transferred.items() if v} == dict(kpis.transferred)
+        assert_conversations(_conversations(query), rows, 3600, 86400)
         # Each series starts at 0, so increase() over the day counts the first window too.
         increase = query(f"sum(increase(wolkvox_interactions_total[{end - first}s]))")
         assert abs(sum(increase.values()) - len(rows)) < 0.01 * len(rows)
@@ -294,14 +335,18 @@ def test_backfill_refuses_what_would_be_wrong(tmp_path, sim_factory):
 
 
 def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_factory):
-    clock = Clock(1_790_000_100 + 86400 * 3)
-    traffic = Traffic(seed=8, rate_per_minute=30, late_fraction=0.1, late_max=200)
-    _, url = sim_factory(traffic, clock)
-    state = tmp_path / "state.json"
-    cfg = make_config(url, state={"path": str(state)})
-    op = cfg.operations[0]
+    clock = Clock(1_790_000_100 + 86400 * 3 + 10 * 3600)  # the afternoon: regulars come back
     end = int(clock.now - clock.now % 300 - 3600)
     start = end - 6 * 3600
+    # Conversations open at the seam go on in the live exporter; traffic stops so that all end.
+    traffic = Traffic(
+        seed=8, rate_per_minute=30, late_fraction=0.1, late_max=200, start=start, stop=end + 1800
+    )
+    _, url = sim_factory(traffic, clock)
+    state = tmp_path / "state.json"
+    kpis = {"session_timeout": "10m", "recontact_window": "3h"}
+    cfg = make_config(url, state={"path": str(state)}, kpis=kpis)
+    op = cfg.operations[0]
     fmt = "%Y-%m-%dT%H:%M:%S"
     request = Request(
         cfg,
@@ -310,6 +355,7 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
         tmp_path / "history.om",
         cfg.per_operation(),
         3600,
+        secret=StateStore(state).secret(),
     )
     job = Backfill(request, now=clock)
     summary = job.run()
@@ -323,7 +369,8 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
     assert poller.snapshot().counts.interactions == dict(
         expected_counts(traffic.rows(start, end - 1))
     )
-    for _ in range(15):
+    assert sum(poller.snapshot().counts.sessions_open.values()) > 0
+    for _ in range(30):
         clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
         poller.poll_once()
     snap = poller.snapshot()
@@ -332,6 +379,7 @@ def test_write_state_joins_the_backfill_up_with_the_live_exporter(tmp_path, sim_
     rows = traffic.rows(start, snap.collected_until - 1, now=clock.now)
     assert snap.counts.interactions == dict(expected_counts(rows))
     assert snap.counts.sessions_total == dict(expected_kpis(rows).sessions)
+    assert_conversations(snap.counts, rows, 600, 3 * 3600)
 
 
 def test_check_connect_reports_reachability_token_and_quota(tmp_path, sim_factory):

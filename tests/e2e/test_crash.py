@@ -10,8 +10,8 @@ import pytest
 
 from exporter.state.store import StateStore
 from exporter.tools import simulator
-from tests.support.harness import TOKEN, expected_counts, expected_kpis
-from tests.support.process import assert_private, by_label, interactions, parse
+from tests.support.harness import TOKEN, assert_conversations, expected_counts, expected_kpis
+from tests.support.process import assert_private, by_label, conversations, interactions, parse
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)
@@ -32,6 +32,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, sele
         stop=stop,
         select_by=select_by,
         close_delay=5,
+        think=0.02,
     )
     # By close time a session's rows share one second, which must stay under the cap.
     cap = 30 if select_by == "date" else 60
@@ -42,7 +43,10 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, sele
         "request_spacing": "10ms",
         "retry_backoff": "100ms",
     }
-    live = live_exporter(traffic, name="crashy", cap=cap, polling=polling, state=True, debug=False)
+    kpis = {"session_timeout": "3s", "recontact_window": "1m"}
+    live = live_exporter(
+        traffic, name="crashy", cap=cap, polling=polling, state=True, debug=False, kpis=kpis
+    )
     sim, exporter, state = live.sim, live.exporter, live.state
     assert state is not None
     last_seen: Counter[tuple[str, str, str]] = Counter()
@@ -70,7 +74,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, sele
         assert kills >= 5
 
         exporter.start()
-        final = parse(exporter.wait_collected(traffic.quiet_after + 3 + 2, timeout=60))
+        final = parse(exporter.wait_collected(traffic.quiet_after + 3 + 3 + 2, timeout=60))
         rows = traffic.all_rows()
         truth = expected_counts(rows)
         assert sum(truth.values()) > 150
@@ -81,6 +85,8 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, sele
         assert {ch: int(n) for ch, n in sessions.items() if n} == dict(kpis.sessions)
         transferred = by_label(final, "wolkvox_sessions_transferred_total", "channel")
         assert {ch: int(n) for ch, n in transferred.items() if n} == dict(kpis.transferred)
+        # Each session observed once when it ended, whenever the kills fell.
+        assert_conversations(conversations(final, "crashy"), rows, 3, 60, recontacts=False)
         assert sim.stats.violations == 0
 
         # SIGTERM: exit 0 with the state saved.

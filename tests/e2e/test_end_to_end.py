@@ -10,8 +10,18 @@ from pathlib import Path
 import pytest
 
 from exporter.tools import simulator
-from tests.support.harness import TOKEN, expected_counts, promtool
-from tests.support.process import Exporter, assert_private, by_label, interactions, parse
+from tests.support.harness import TOKEN, assert_conversations, expected_counts, promtool
+from tests.support.process import (
+    Exporter,
+    assert_private,
+    by_label,
+    conversations,
+    interactions,
+    parse,
+)
+
+# Sessions end 3 s after their last message, longer than the simulator's gaps at think=0.02.
+KPIS = {"session_timeout": "3s", "recontact_window": "1m"}
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)
@@ -31,6 +41,7 @@ def test_exporter_process_counts_exactly_what_the_api_served(live_exporter, sele
         stop=stop,
         select_by=select_by,
         close_delay=7,
+        think=0.02,  # conversations of seconds: 1-2 s between messages
     )
     # Small enough that answers come back at the cap and are split; by close time a session's
     # rows (and their copies) share one second, which must stay under the cap.
@@ -42,14 +53,17 @@ def test_exporter_process_counts_exactly_what_the_api_served(live_exporter, sele
         "request_spacing": "20ms",
         "retry_backoff": "200ms",
     }
-    live = live_exporter(traffic, name="e2e", cap=cap, polling=polling)
+    live = live_exporter(traffic, name="e2e", cap=cap, polling=polling, kpis=KPIS)
     sim, exporter = live.sim, live.exporter.start()
     try:
-        text = exporter.wait_collected(traffic.quiet_after + 4 + 2 * 2)
+        # Every session ended: collected for good (past the look-back) a timeout after it.
+        text = exporter.wait_collected(traffic.quiet_after + 4 + 3 + 2 * 2)
         samples = parse(text)
         truth = expected_counts(traffic.all_rows())
         assert sum(truth.values()) > 100
         assert interactions(samples) == truth
+        talks = conversations(samples, "e2e")
+        assert_conversations(talks, traffic.all_rows(), 3, 60, recontacts=False)
         outside = samples["wolkvox_records_outside_range_total"][(("operation", "e2e"),)]
         assert (outside > 0) == (select_by == "close")
         newest = samples["wolkvox_newest_record_timestamp_seconds"][(("operation", "e2e"),)]

@@ -14,12 +14,13 @@ from exporter.tools.simulator import SELECT_BY, Faults, Traffic
 from tests.support.harness import (
     TOKEN,
     Clock,
+    assert_conversations,
     assert_kpis,
     expected_counts,
     make_config,
     make_poller,
 )
-from tests.support.process import assert_private, by_label, interactions
+from tests.support.process import assert_private, by_label, conversations, interactions
 
 START = 1_790_000_100
 ALL_BUT_QUOTA = {
@@ -90,6 +91,7 @@ def test_a_week_of_every_fault_ends_exact(sim_factory, caplog, select_by):
     rows = traffic.rows(poller.origin, snap.collected_until - 1, now=clock.now)
     assert snap.counts.interactions == dict(expected_counts(rows))
     assert_kpis(snap, rows)
+    assert_conversations(snap.counts, rows, 3600, 86400)
 
 
 def test_backoff_grows_with_repeated_failures_and_honours_retry_after(sim_factory):
@@ -151,6 +153,7 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporte
         stop=stop,
         select_by=select_by,
         close_delay=6,
+        think=0.02,
     )
     faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
     polling = {
@@ -162,8 +165,9 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporte
         "timeout": "500ms",
         "max_backoff": "2s",
     }
+    kpis = {"session_timeout": "3s", "recontact_window": "1m"}
     live = live_exporter(
-        traffic, name="faulty", cap=40, polling=polling, latency=0.005, faults=faults
+        traffic, name="faulty", cap=40, polling=polling, latency=0.005, faults=faults, kpis=kpis
     )
     sim, exporter = live.sim, live.exporter.start()
     try:
@@ -176,13 +180,15 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporte
             m = exporter.metrics()  # every scrape must answer, whatever the API does
             scrapes += 1
             until = m.get("wolkvox_collected_until_timestamp_seconds", {})
-            if until and min(until.values()) >= traffic.quiet_after + 4 + 3:
+            if until and min(until.values()) >= traffic.quiet_after + 4 + 3 + 3:
                 break
             time.sleep(0.2)
         else:
             pytest.fail("never caught up:\n" + exporter.log()[-3000:])
         assert scrapes > 20
         assert interactions(m) == expected_counts(traffic.all_rows())
+        talks = conversations(m, "faulty")
+        assert_conversations(talks, traffic.all_rows(), 3, 60, recontacts=False)
         outcomes = by_label(m, "wolkvox_api_requests_total", "outcome")
         assert outcomes["server_error"] > 0 and outcomes["invalid_response"] > 0
         assert sim.stats.violations == 0

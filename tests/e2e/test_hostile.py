@@ -159,7 +159,8 @@ def test_a_flood_of_distinct_answers_keeps_series_and_memory_bounded(sim_factory
     assert snap.counts.overflow["routing_answer"] > 60 * 60 * 24 * 2
     assert len(snap.counts.interactions) <= 9 * 4 * 21  # channels x routing points x (cap + other)
     assert len(snap.counts.last_window) <= len(snap.counts.interactions)
-    # Remembered rows span the look-back horizon (about 10 minutes of rows), not three days.
-    assert len(tally.seen) < 60 * 12
+    # Remembered rows span the look-back horizon (10 to 12 minutes of rows, which come in
+    # conversations: clumps of a few), not three days.
+    assert len(tally.seen) < 60 * 14
     assert len(tally.ledger.by_window) <= 4
     assert retained < 6_000_000, retained

@@ -36,6 +36,7 @@ class Clock:
 def make_config(url: str, **polling: Any) -> config.Config:
     raw_labels = polling.pop("labels", {})
     raw_state = polling.pop("state", {})
+    raw_kpis = polling.pop("kpis", {})
     settings = {
         "interval": "5m",
         "settle_delay": "1m",
@@ -50,6 +51,7 @@ def make_config(url: str, **polling: Any) -> config.Config:
             "polling": settings,
             "labels": raw_labels,
             "state": raw_state,
+            "kpis": raw_kpis,
         }
     )
 
@@ -157,6 +159,27 @@ def assert_kpis(snap: Any, rows: list[simulator.Row]) -> None:
     assert snap.counts.sessions_total == dict(truth.sessions)
     assert snap.counts.transferred_total == dict(truth.transferred)
     assert sum(truth.transferred.values()) > 0
+
+
+CONVERSATION_FIELDS = tuple(simulator.Talks.__dataclass_fields__)
+
+
+def assert_conversations(
+    counts: Any, rows: list[simulator.Row], timeout: float, window: float, recontacts: bool = True
+) -> simulator.Talks:
+    """Every conversation figure of `counts` (an exporter's Counts, or process.conversations of
+    a scrape) equals the ground truth of `rows`, all sessions of which have ended; and the
+    scenario exercised each figure (re-contacts need hours of traffic: `recontacts`)."""
+    truth = simulator.conversation_truth(rows, timeout, window)
+    for name in CONVERSATION_FIELDS:
+        got = {k: v for k, v in getattr(counts, name).items() if v}
+        assert got == {k: v for k, v in getattr(truth, name).items() if v}, name
+    assert not any(counts.sessions_open.values())
+    results = {result for _, result in truth.sessions_ended}
+    assert results == {"transferred", "contained", "abandoned"}
+    assert truth.sessions_with_fallback and truth.session_time_to_transfer
+    assert bool(truth.sessions_recontact) == recontacts
+    return truth
 
 
 def required_binary(name: str, package: str = "prometheus") -> str:

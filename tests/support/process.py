@@ -12,6 +12,8 @@ import urllib.request
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -53,6 +55,56 @@ def interactions(samples: Samples, operation: str | None = None) -> Counter[tupl
         if value and operation in (None, labels["operation"]):
             out[(labels["channel"], labels["rp_id"], labels["routing_answer"])] = int(value)
     return out
+
+
+# The conversation counters and histograms as /metrics shows them: sample name, the labels that
+# key the ground truth after `operation`.
+_TALK_COUNTERS = {
+    "sessions_ended": ("wolkvox_sessions_ended_total", ("channel", "result")),
+    "sessions_recontact": ("wolkvox_sessions_recontact_total", ("channel", "previous")),
+    "sessions_with_fallback": ("wolkvox_sessions_with_fallback_total", ("channel",)),
+    "session_rows_after_end": ("wolkvox_session_rows_after_end_total", ("channel",)),
+}
+_TALK_HISTOGRAMS = {
+    "session_turns": "wolkvox_session_turns",
+    "session_duration": "wolkvox_session_duration_seconds",
+    "session_time_to_transfer": "wolkvox_session_time_to_transfer_seconds",
+}
+
+
+def conversations(samples: Samples, operation: str) -> SimpleNamespace:
+    """The conversation figures of one operation keyed like the ground truth (simulator.Talks):
+    counters by their labels, histograms by (channel, bucket index) and their sums."""
+    out: dict[str, dict[Any, float]] = {}
+    for field, (name, keys) in _TALK_COUNTERS.items():
+        values = out[field] = {}
+        for key, value in samples.get(name, {}).items():
+            labels = dict(key)
+            if labels["operation"] == operation:
+                values[tuple(labels[k] for k in keys) if len(keys) > 1 else labels[keys[0]]] = value
+    for field, name in _TALK_HISTOGRAMS.items():
+        cumulative: dict[str, list[tuple[float, float]]] = {}
+        for key, value in samples.get(f"{name}_bucket", {}).items():
+            labels = dict(key)
+            if labels["operation"] == operation:
+                cumulative.setdefault(labels["channel"], []).append((float(labels["le"]), value))
+        buckets = out[field] = {}
+        for channel, edges in cumulative.items():
+            below = 0.0
+            for i, (_, value) in enumerate(sorted(edges)):
+                buckets[(channel, i)] = value - below
+                below = value
+        out[f"{field}_sum"] = {
+            dict(k)["channel"]: v
+            for k, v in samples.get(f"{name}_sum", {}).items()
+            if dict(k)["operation"] == operation
+        }
+    out["sessions_open"] = {
+        dict(k)["channel"]: v
+        for k, v in samples.get("wolkvox_sessions_open", {}).items()
+        if dict(k)["operation"] == operation
+    }
+    return SimpleNamespace(**out)
 
 
 def by_label(samples: Samples, name: str, label: str) -> dict[str, float]:

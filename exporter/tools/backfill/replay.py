@@ -40,6 +40,15 @@ BACKFILLED = tuple(
         "wolkvox_sessions",
         "wolkvox_sessions_transferred",
         "wolkvox_customers_last_window",
+        "wolkvox_sessions_ended",
+        "wolkvox_sessions_open",
+        "wolkvox_session_turns",
+        "wolkvox_session_duration_seconds",
+        "wolkvox_session_time_to_transfer_seconds",
+        "wolkvox_sessions_recontact",
+        "wolkvox_sessions_with_fallback",
+        "wolkvox_sessions_expired",
+        "wolkvox_session_rows_after_end",
     )
 )
 GAUGES = {f.name for f in BACKFILLED if f.kind == "gauge"}

@@ -1,0 +1,255 @@
+"""Conversations: sessions followed to their end and observed once, as the README defines them."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from datetime import datetime
+from typing import Any
+
+import pytest
+
+from exporter.api import windowing
+from exporter.api.client import TokenGate
+from exporter.api.records import decode
+from exporter.counting.tally import Tally
+from exporter.state.store import StateStore
+from exporter.tools.simulator import Traffic
+from tests.support.harness import (
+    Clock,
+    assert_conversations,
+    expected_counts,
+    make_config,
+    make_poller,
+    operation_settings,
+)
+from tests.unit.test_aggregation import BASE, ZONE
+
+KPIS = {"session_timeout": "5m", "recontact_window": "1h"}
+
+
+def row(second: int, session: str, answer: str, customer: str = "c1", **extra: Any) -> Any:
+    return {
+        "session_id": session,
+        "channel": "whatsapp",
+        "rp_id": "101",
+        "date": datetime.fromtimestamp(BASE + second, ZONE).strftime("%Y-%m-%d %H:%M:%S"),
+        "customer_name": "Ana",
+        "customer_phone": "573001112233",
+        "customer_email": "ana@example.com",
+        "customer_query": "hola",
+        "routing_answer": answer,
+        "customer_id": customer,
+        "conn_id": "0",
+        **extra,
+    }
+
+
+def answer(*rows: Any) -> Any:
+    return decode(json.dumps({"code": "200", "msg": "", "data": list(rows)}).encode())
+
+
+def read(t: Tally, first: int, last: int, *rows: Any) -> None:
+    """One window read as the poller reads it: counted, then everything before it final."""
+    t.ingest(answer(*rows), BASE + first, BASE + last)
+    t.forget_before(BASE + last + 1)
+
+
+def test_results_turns_and_times_are_observed_once_when_the_session_ends():
+    t = Tally(operation_settings(kpis=KPIS))
+    read(
+        t,
+        0,
+        299,
+        row(1, "A", "Hola, ¿qué necesitas?"),
+        row(30, "A", "No entendí tu mensaje"),
+        row(95, "A", "transfer_skill"),
+        row(10, "B", "Selecciona: 1. Saldo 2. Pagos", customer="c2"),
+        row(20, "C", "Gracias por contactarnos", customer="c3"),
+    )
+    # Nothing is observed while a row up to the timeout after each session's last may come.
+    assert t.counts.sessions_ended == {}
+    assert t.counts.sessions_open == {"whatsapp": 3}
+    read(t, 300, 599)
+    c = t.counts
+    assert c.sessions_ended == {
+        ("whatsapp", "transferred"): 1,
+        ("whatsapp", "abandoned"): 1,  # B's last word was a question nobody answered
+        ("whatsapp", "contained"): 1,
+    }
+    assert c.sessions_open == {"whatsapp": 0}
+    assert c.session_turns == {("whatsapp", 0): 2, ("whatsapp", 2): 1}  # 1, 1 and 3 rows
+    assert c.session_turns_sum == {"whatsapp": 5}
+    assert c.session_duration_sum == {"whatsapp": 94}
+    assert c.session_time_to_transfer == {("whatsapp", 2): 1}  # 94 s: in the 120 s bucket
+    assert c.sessions_with_fallback == {"whatsapp": 1}
+    read(t, 600, 899)
+    assert sum(c.sessions_ended.values()) == 3  # once, whatever follows
+
+
+def test_a_row_after_the_timeout_ends_the_session_and_counts_apart():
+    t = Tally(operation_settings(kpis=KPIS))
+    read(t, 0, 299, row(1, "A", "Hola, ¿qué necesitas?"), row(20, "A", "Gracias"))
+    # Seven minutes later the customer writes in the same session: not a turn of it.
+    read(t, 300, 599, row(440, "A", "Hola, ¿qué necesitas?"))
+    read(t, 600, 899, row(601, "A", "late again"))
+    c = t.counts
+    assert c.sessions_ended == {("whatsapp", "contained"): 1}
+    assert c.session_turns_sum == {"whatsapp": 2}
+    assert c.session_rows_after_end == {"whatsapp": 2}
+    # The rows themselves are interactions like any other.
+    assert sum(c.interactions.values()) == 4
+
+
+def test_a_tie_at_the_last_second_is_abandoned_only_if_every_row_there_waits():
+    t = Tally(operation_settings(kpis=KPIS))
+    read(
+        t,
+        0,
+        299,
+        row(5, "A", "¿Algo más?"),
+        row(5, "A", "Tu solicitud fue registrada"),
+        row(7, "B", "¿Algo más?", customer="c2"),
+        row(7, "B", "No entendí", customer="c2"),
+    )
+    read(t, 300, 899)
+    assert t.counts.sessions_ended == {
+        ("whatsapp", "contained"): 1,
+        ("whatsapp", "abandoned"): 1,
+    }
+
+
+def test_sessions_end_by_what_was_collected_not_by_the_clock():
+    """A session ends when the rows after it are in for good, however long ago it went
+    quiet; and a row returned by a range may be selected by any time in it, so its session
+    stays open until no re-read can reach that range."""
+    t = Tally(operation_settings(kpis=KPIS))
+    t.ingest(answer(row(1, "A", "Gracias")), BASE, BASE + 299)
+    t.forget_before(BASE + 200)  # final up to 200 s: A's timeout (301 s) has not passed
+    assert t.counts.sessions_ended == {}
+    t.forget_before(BASE + 302)
+    assert t.counts.sessions_ended == {("whatsapp", "contained"): 1}
+    # A catch-up reading an hour at once: its rows may be selected by any time of the hour.
+    t.ingest(
+        answer(row(400, "B", "Gracias", "c2"), row(3400, "C", "Gracias", "c3")),
+        BASE + 300,
+        BASE + 3599,
+    )
+    t.forget_before(BASE + 3000)
+    assert t.counts.sessions_ended == {("whatsapp", "contained"): 1}
+    t.forget_before(BASE + 3600)
+    assert t.counts.sessions_ended == {("whatsapp", "contained"): 2}
+    assert t.counts.sessions_open == {"whatsapp": 1}  # C: its timeout has not passed
+
+
+def test_a_session_open_past_the_horizon_ends_as_it_stands():
+    t = Tally(operation_settings(kpis={"session_timeout": "50m", "session_horizon": "1h"}))
+    read(t, 0, 299, row(1, "A", "¿Seguimos?"))
+    read(t, 2400, 2699, row(2401, "A", "¿Seguimos?"))
+    read(t, 3300, 3599, row(3301, "A", "¿Seguimos?"))
+    assert t.counts.sessions_ended == {}
+    # Collected past an hour after its first row: it ends with what it had, though a row
+    # within its timeout may still come; such a row counts apart.
+    read(t, 3600, 3899)
+    assert t.counts.sessions_expired == {"whatsapp": 1}
+    read(t, 3900, 4199, row(4000, "A", "¿Seguimos?"))
+    read(t, 4200, 7200)
+    c = t.counts
+    assert c.sessions_expired == {"whatsapp": 1}
+    assert c.sessions_ended == {("whatsapp", "abandoned"): 1}
+    assert c.session_turns_sum == {"whatsapp": 3}
+    assert c.session_rows_after_end == {"whatsapp": 1}
+
+
+def test_a_recontact_is_labelled_with_the_earlier_sessions_result():
+    t = Tally(operation_settings(kpis=KPIS))
+    read(t, 0, 299, row(1, "A", "transfer_skill"), row(2, "B", "Gracias", customer=""))
+    # Within the hour: the same customer_id; the same phone for the one without an id.
+    read(t, 1800, 2099, row(1801, "C", "Gracias"), row(1802, "D", "Gracias", customer=""))
+    # After the window: not a re-contact.
+    read(t, 7200, 7499, row(7201, "E", "Gracias"))
+    read(t, 7500, 7999)
+    assert t.counts.sessions_recontact == {
+        ("whatsapp", "transferred"): 1,
+        ("whatsapp", "contained"): 1,
+    }
+
+
+def test_open_sessions_and_customers_survive_a_restart_as_keyed_digests_only(tmp_path):
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    t = Tally(operation_settings(kpis=KPIS), store.secret())
+    read(t, 0, 299, row(200, "A", "¿Qué necesitas?", customer="98765432"))
+    read(t, 300, 599, row(320, "A", "transfer_skill", customer="98765432"))
+    store.save("main", _state(t), t.pending())
+    t.saved()
+    t.forget_before(BASE + 1000)  # ended and customer kept: a second, partial save
+    store.save("main", _state(t), t.pending())
+
+    again = StateStore(path)
+    back = Tally(operation_settings(kpis=KPIS), again.secret())
+    back.restore(again.load()["main"].tally)
+    assert back.counts.sessions_ended == {("whatsapp", "transferred"): 1}
+    read(back, 1200, 1499, row(1201, "B", "Gracias", customer="98765432"))
+    read(back, 1500, 1999)
+    assert back.counts.sessions_recontact == {("whatsapp", "transferred"): 1}
+    # What is kept of a customer cannot be read back from the database alone.
+    key_file = tmp_path / "state.db.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    raw = path.read_bytes() + b"".join(
+        p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("state.db-")
+    )
+    for secret in (b"98765432", b"573001112233", b"ana@example.com", key_file.read_bytes()):
+        assert secret not in raw
+
+
+def _state(t: Tally) -> Any:
+    from exporter.state.store import OperationState
+
+    return OperationState(cursor=None, origin=None, requests={}, tally=t.export(sessions=False))
+
+
+def test_a_key_file_readable_by_others_is_made_private(tmp_path, caplog):
+    key = tmp_path / "state.db.key"
+    key.write_text("ab" * 32 + "\n")
+    os.chmod(key, 0o644)
+    assert StateStore(tmp_path / "state.db").secret() == bytes.fromhex("ab" * 32)
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert "made private" in caplog.text and "ab" * 32 not in caplog.text
+
+
+@pytest.mark.parametrize("select_by", ["date", "close"])
+def test_every_conversation_figure_matches_the_ground_truth_across_a_restart(
+    sim_factory, tmp_path, select_by
+):
+    """Late rows, duplicates, re-reads and (by close time) whole sessions arriving after they
+    closed; a restart mid-conversation; every figure equals the simulator's ground truth."""
+    start = 1_790_000_100
+    traffic = Traffic(
+        seed=31,
+        rate_per_minute=60,
+        daily_curve=False,
+        duplicate_fraction=0.02,
+        late_max=120,
+        start=start,
+        stop=start + 3 * 3600,
+        select_by=select_by,
+    )
+    clock = Clock(start)
+    _, url = sim_factory(traffic, clock)
+    cfg = make_config(url, kpis=dict(KPIS), state={"path": str(tmp_path / "state.db")})
+    store = StateStore(tmp_path / "state.db")
+    poller = make_poller(cfg, clock, TokenGate(0), store=store)
+    end = traffic.quiet_after + 3600
+    while clock.now < end:
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        poller.poll_once()
+        if abs(clock.now - (start + 5400)) < 150:  # mid-traffic: a restart from the state
+            again = StateStore(tmp_path / "state.db")
+            poller = make_poller(cfg, clock, TokenGate(0), store=again, saved=again.load()["main"])
+    rows = traffic.all_rows()
+    counts = poller.snapshot().counts
+    assert counts.interactions == dict(expected_counts(rows))
+    truth = assert_conversations(counts, rows, 300, 3600)
+    assert truth.session_rows_after_end
