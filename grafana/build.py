@@ -231,6 +231,14 @@ def transfer_ratio(by: str, window: str, selector: str) -> str:
     )
 
 
+def share(matchers: str, by: str, window: str, selector: str) -> str:
+    """The share of the sessions ended in `window` that `matchers` pick, summed `by`."""
+    group = f"sum by ({by}) " if by else "sum "
+    ended = f"wolkvox_sessions_ended_total{{{selector}}}"
+    picked = f"wolkvox_sessions_ended_total{{{selector},{matchers}}}"
+    return f"{group}(increase({picked}[{window}])) / ({group}(increase({ended}[{window}])) > 0)"
+
+
 def overview() -> dict[str, Any]:
     overall_transfer = (
         f"clamp_max(sum(increase(wolkvox_sessions_transferred_total{{{OP_CH}}}[1h])) / "
@@ -258,8 +266,9 @@ def overview() -> dict[str, Any]:
         ),
         stat(
             "Bot containment (1h)",
-            "Share of the last hour's sessions the bot resolved without a transfer.",
-            f"1 - ({overall_transfer})",
+            "Share of the sessions that ended in the last hour with result contained: neither "
+            "transferred nor abandoned (see Wolkvox / Conversations).",
+            share('result="contained"', "", "1h", OP_CH),
             (12, 0, 4, 4),
             "percentunit",
             [(None, "red"), (0.5, "orange"), (0.7, "green")],
@@ -319,10 +328,11 @@ def overview() -> dict[str, Any]:
         ),
         timeseries(
             "Bot containment by channel",
-            "Share of sessions the bot resolved without a transfer, over the last hour.",
+            "Share of the sessions that ended in the last hour with result contained: neither "
+            "transferred nor abandoned.",
             [
                 target(
-                    f"1 - {transfer_ratio('operation, channel', '1h', OP_CH)}",
+                    share('result="contained"', "operation, channel", "1h", OP_CH),
                     "{{operation}} / {{channel}}",
                 )
             ],
@@ -596,8 +606,199 @@ def exporter_health() -> dict[str, Any]:
     )
 
 
+def heatmap(title: str, description: str, expr: str, grid: tuple[int, int, int, int]) -> Panel:
+    """A histogram's buckets over time, as Grafana draws Prometheus buckets."""
+    t = target(expr, "{{le}}")
+    t["format"] = "heatmap"
+    p = panel(
+        "heatmap",
+        title,
+        description,
+        [t],
+        grid,
+        calculate=False,
+        yAxis={"axisPlacement": "left"},
+        cellGap=1,
+        color={"mode": "scheme", "scheme": "Oranges", "steps": 64},
+        tooltip={"show": True, "yHistogram": True},
+    )
+    return p
+
+
+def conversations() -> dict[str, Any]:
+    ended = f"wolkvox_sessions_ended_total{{{OP_CH}}}"
+    back = f'wolkvox_sessions_recontact_total{{{OP_CH},previous="contained"}}'
+    contained_1d = share('result="contained"', "", "1d", OP_CH)
+    panels = [
+        stat(
+            "Sessions ended per hour",
+            "Sessions that ended in the last hour: kpis.session_timeout after their last record.",
+            f"sum(increase({ended}[1h]))",
+            (0, 0, 4, 4),
+        ),
+        stat(
+            "Containment (1h)",
+            "Share of the sessions ended in the last hour that the bot contained: no transfer, "
+            "and its last word neither a question nor a fallback left unanswered.",
+            share('result="contained"', "", "1h", OP_CH),
+            (4, 0, 4, 4),
+            "percentunit",
+            [(None, "red"), (0.5, "orange"), (0.7, "green")],
+        ),
+        stat(
+            "Containment without re-contact (1d)",
+            "Of the sessions ended in the last day, the share contained whose customer did not "
+            "come back within kpis.recontact_window (contained less re-contacts after one).",
+            f"clamp_min(({contained_1d}) - sum(increase({back}[1d])) "
+            f"/ (sum(increase({ended}[1d])) > 0), 0)",
+            (8, 0, 4, 4),
+            "percentunit",
+            [(None, "red"), (0.4, "orange"), (0.6, "green")],
+        ),
+        stat(
+            "Abandonment (1h)",
+            "Share of the sessions ended in the last hour that the customer left while the bot "
+            "waited for an answer (a question or a fallback, no transfer).",
+            share('result="abandoned"', "", "1h", OP_CH),
+            (12, 0, 4, 4),
+            "percentunit",
+            [(None, "green"), (0.2, "orange"), (0.35, "red")],
+        ),
+        stat(
+            "Fallback rate (1h)",
+            "Share of the sessions ended in the last hour in which the bot did not understand "
+            "at least once (outcome fallback).",
+            f"sum(increase(wolkvox_sessions_with_fallback_total{{{OP_CH}}}[1h])) "
+            f"/ (sum(increase({ended}[1h])) > 0)",
+            (16, 0, 4, 4),
+            "percentunit",
+            [(None, "green"), (0.15, "orange"), (0.3, "red")],
+        ),
+        stat(
+            "Open sessions",
+            "Sessions started and not ended yet.",
+            f"sum(wolkvox_sessions_open{{{OP_CH}}})",
+            (20, 0, 4, 4),
+        ),
+        timeseries(
+            "Sessions ended by result",
+            "Sessions ended per hour: transferred to an agent, contained by the bot, or "
+            "abandoned while the bot waited.",
+            [target(f"sum by (result) (increase({ended}[1h]))", "{{result}}")],
+            (0, 4, 12, 8),
+            stack=True,
+        ),
+        timeseries(
+            "Containment by channel",
+            "Share of the sessions ended in the last hour with result contained.",
+            [
+                target(
+                    share('result="contained"', "operation, channel", "1h", OP_CH),
+                    "{{operation}} / {{channel}}",
+                )
+            ],
+            (12, 4, 12, 8),
+            "percentunit",
+        ),
+        timeseries(
+            "Abandonment by channel",
+            "Share of the sessions ended in the last hour with result abandoned.",
+            [
+                target(
+                    share('result="abandoned"', "operation, channel", "1h", OP_CH),
+                    "{{operation}} / {{channel}}",
+                )
+            ],
+            (0, 12, 12, 8),
+            "percentunit",
+        ),
+        timeseries(
+            "Fallback rate by channel",
+            "Share of the sessions ended in the last hour with at least one fallback.",
+            [
+                target(
+                    "sum by (operation, channel) (increase(wolkvox_sessions_with_fallback_total"
+                    f"{{{OP_CH}}}[1h])) / (sum by (operation, channel) (increase({ended}[1h])) > 0)",
+                    "{{operation}} / {{channel}}",
+                )
+            ],
+            (12, 12, 12, 8),
+            "percentunit",
+        ),
+        heatmap(
+            "Turns per session",
+            "How many records (customer messages) sessions took, by the hour they ended.",
+            f"sum by (le) (increase(wolkvox_session_turns_bucket{{{OP_CH}}}[1h]))",
+            (0, 20, 12, 8),
+        ),
+        heatmap(
+            "Time in the bot",
+            "First record to last, of the sessions ended, by the hour they ended (seconds).",
+            f"sum by (le) (increase(wolkvox_session_duration_seconds_bucket{{{OP_CH}}}[1h]))",
+            (12, 20, 12, 8),
+        ),
+        timeseries(
+            "Turns per session, p50 and p90",
+            "Median and 90th percentile of the turns of the sessions ended in the last hour.",
+            [quantile(q, "wolkvox_session_turns", "") for q in ("0.5", "0.9")],
+            (0, 28, 12, 8),
+        ),
+        timeseries(
+            "Time in the bot, p50 and p90",
+            "Median and 90th percentile of the duration of the sessions ended in the last hour.",
+            [quantile(q, "wolkvox_session_duration_seconds", "") for q in ("0.5", "0.9")],
+            (12, 28, 12, 8),
+            "s",
+        ),
+        timeseries(
+            "Time to an agent by channel, p50 and p90",
+            "First record to the first transfer, of the transferred sessions ended in the last "
+            "hour, by channel.",
+            [
+                quantile(q, "wolkvox_session_time_to_transfer_seconds", "channel")
+                for q in ("0.5", "0.9")
+            ],
+            (0, 36, 12, 8),
+            "s",
+        ),
+        timeseries(
+            "Re-contacts by earlier result",
+            "Sessions per hour whose customer had a session ending within "
+            "kpis.recontact_window before, by that session's result: contained ones that come "
+            "back were not really contained.",
+            [
+                target(
+                    "sum by (previous) (increase(wolkvox_sessions_recontact_total"
+                    f"{{{OP_CH}}}[1h]))",
+                    "after {{previous}}",
+                )
+            ],
+            (12, 36, 12, 8),
+            stack=True,
+        ),
+    ]
+    return dashboard(
+        "wolkvox-conversations",
+        "Wolkvox / Conversations",
+        "What the bot does with a conversation: results, turns, time in the bot and to an "
+        "agent, abandonment, fallbacks and re-contacts, each session counted once it ended.",
+        [OPERATION_VAR, CHANNEL_VAR],
+        panels,
+    )
+
+
+def quantile(q: str, name: str, by: str) -> dict[str, Any]:
+    keys = f"{by}, le" if by else "le"
+    legend = f"{{{{{by}}}}} p{int(float(q) * 100)}" if by else f"p{int(float(q) * 100)}"
+    return target(
+        f"histogram_quantile({q}, sum by ({keys}) (increase({name}_bucket{{{OP_CH}}}[1h])))",
+        legend,
+    )
+
+
 DASHBOARDS = {
     "overview.json": overview,
+    "conversations.json": conversations,
     "routing-point.json": routing_point,
     "exporter-health.json": exporter_health,
 }

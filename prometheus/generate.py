@@ -58,6 +58,13 @@ class Thresholds:
     transfer_spike_min_ratio: float = 0.1
     transfer_spike_min_sessions_per_hour: float = 30
     transfer_spike_for: str = "30m"
+    transfer_wait_factor: float = 1.5
+    transfer_wait_min_sessions_per_hour: float = 20
+    transfer_wait_for: str = "30m"
+    abandonment_factor: float = 1.5
+    abandonment_min_ratio: float = 0.1
+    abandonment_min_sessions_per_hour: float = 30
+    abandonment_for: str = "30m"
 
 
 @dataclass(frozen=True)
@@ -179,15 +186,89 @@ def recording_rules(m: Monitoring) -> list[dict[str, Any]]:
                 ),
             }
         )
-    # Bot containment: the share of sessions the bot resolved without a transfer.
-    for window in ("15m", "1h"):
+    return [
+        {"name": "wolkvox.rules", "rules": rules},
+        {"name": "wolkvox.conversations.rules", "rules": conversation_rules(m)},
+    ]
+
+
+def _share(m: Monitoring, part: str, whole: str, window: str, by: str = "") -> str:
+    """The share `part` of the sessions ended in `window` (`whole` picks them), by operation
+    and channel: no sample where none ended, rather than a division by zero."""
+    keys = f"operation, channel{by}"
+    return (
+        f"sum by ({keys}) (increase({part}[{window}]))\n"
+        + ("/ on (operation, channel) group_left ()\n" if by else "/\n")
+        + f"(sum by (operation, channel) (increase({whole}[{window}])) > 0)\n"
+    )
+
+
+def conversation_rules(m: Monitoring) -> list[dict[str, Any]]:
+    """Conversations, observed once when a session ends (README: Conversations). Containment
+    is the one definition: the share of ended sessions with result contained."""
+    ended = m.series("wolkvox_sessions_ended_total")
+    rules: list[dict[str, Any]] = [
+        {
+            "record": "operation_channel_result:wolkvox_sessions_ended:rate1h",
+            "expr": f"sum by (operation, channel, result) (rate({ended}[1h]))",
+        },
+    ]
+    for window in ("15m", "1h", "1d"):
+        contained = m.series("wolkvox_sessions_ended_total", 'result="contained"')
         rules.append(
             {
                 "record": f"operation_channel:wolkvox_bot_containment:ratio{window}",
-                "expr": f"1 - operation_channel:wolkvox_sessions_transferred:ratio{window}",
+                "expr": _share(m, contained, ended, window),
             }
         )
-    return [{"name": "wolkvox.rules", "rules": rules}]
+    # Contained and not back within the recontact window: of the day's ended sessions, those
+    # contained less those whose customer came back after a contained session.
+    back = m.series("wolkvox_sessions_recontact_total", 'previous="contained"')
+    rules.append(
+        {
+            "record": "operation_channel:wolkvox_bot_containment_without_recontact:ratio1d",
+            "expr": (
+                "clamp_min(\n  operation_channel:wolkvox_bot_containment:ratio1d\n  -\n  "
+                + _share(m, back, ended, "1d").rstrip().replace("\n", "\n  ")
+                + ",\n  0\n)\n"
+            ),
+        }
+    )
+    abandoned = m.series("wolkvox_sessions_ended_total", 'result="abandoned"')
+    fallback = m.series("wolkvox_sessions_with_fallback_total")
+    recontact = m.series("wolkvox_sessions_recontact_total")
+    rules += [
+        {
+            "record": "operation_channel:wolkvox_sessions_abandoned:ratio1h",
+            "expr": _share(m, abandoned, ended, "1h"),
+        },
+        {
+            "record": "operation_channel:wolkvox_sessions_with_fallback:ratio1h",
+            "expr": _share(m, fallback, ended, "1h"),
+        },
+        {
+            "record": "operation_channel_previous:wolkvox_sessions_recontact:ratio1d",
+            "expr": _share(m, recontact, ended, "1d", ", previous"),
+        },
+    ]
+    for name in (
+        "wolkvox_session_turns",
+        "wolkvox_session_duration_seconds",
+        "wolkvox_session_time_to_transfer_seconds",
+    ):
+        buckets = m.series(f"{name}_bucket")
+        for q in ("0.5", "0.9"):
+            rules.append(
+                {
+                    "record": f"operation_channel_quantile:{name}:histogram_quantile1h",
+                    "expr": (
+                        f"histogram_quantile({q}, sum by (operation, channel, le) "
+                        f"(rate({buckets}[1h])))"
+                    ),
+                    "labels": {"quantile": q},
+                }
+            )
+    return rules
 
 
 def _alert(
@@ -218,6 +299,10 @@ HEALTH_OP = HEALTH + "?var-operation={{ $labels.operation }}"
 OVERVIEW_CH = (
     "/d/wolkvox-overview?var-operation={{ $labels.operation }}&var-channel={{ $labels.channel }}"
 )
+CONVERSATIONS_CH = (
+    "/d/wolkvox-conversations?var-operation={{ $labels.operation }}"
+    "&var-channel={{ $labels.channel }}"
+)
 
 
 _UNITS = {"s": ("second", 1), "m": ("minute", 60), "h": ("hour", 3600), "d": ("day", 86400)}
@@ -245,7 +330,8 @@ def _seconds(duration: str) -> int:
 
 
 def alerts(m: Monitoring) -> list[dict[str, Any]]:
-    return [{"name": "wolkvox.alerts", "rules": _health_alerts(m) + _traffic_alerts(m)}]
+    rules = _health_alerts(m) + _traffic_alerts(m) + _conversation_alerts(m)
+    return [{"name": "wolkvox.alerts", "rules": rules}]
 
 
 def _health_alerts(m: Monitoring) -> list[dict[str, Any]]:
@@ -422,6 +508,49 @@ def _traffic_alerts(m: Monitoring) -> list[dict[str, Any]]:
             f"{_times(a.transfer_spike_factor)} the same hour last week; the bot may be failing to resolve a flow.",
             OVERVIEW_CH,
             a.transfer_spike_for,
+        ),
+    ]
+
+
+def _conversation_alerts(m: Monitoring) -> list[dict[str, Any]]:
+    a = m.alerts
+    wait = (
+        "operation_channel_quantile:wolkvox_session_time_to_transfer_seconds:"
+        'histogram_quantile1h{quantile="0.9"}'
+    )
+    abandoned = "operation_channel:wolkvox_sessions_abandoned:ratio1h"
+    ended = "operation_channel_result:wolkvox_sessions_ended:rate1h"
+    return [
+        _alert(
+            m,
+            "WolkvoxTimeToTransferSlow",
+            f"{wait}\n  > {a.transfer_wait_factor:g} * ({wait} offset 1w)\n"
+            "and on (operation, channel)\n"
+            f'{ended}{{result="transferred"}} * 3600 >= {a.transfer_wait_min_sessions_per_hour:g}\n',
+            "warning",
+            "Customers wait longer in the bot before reaching an agent.",
+            "Nine in ten transferred sessions on channel {{ $labels.channel }} of operation {{ $labels.operation }} "
+            "reached an agent within {{ $value | humanizeDuration }} of their first message in the last hour, "
+            f"more than {_times(a.transfer_wait_factor)} the same hour last week: the flow may ask more before "
+            "handing over, or loop.",
+            CONVERSATIONS_CH,
+            a.transfer_wait_for,
+        ),
+        _alert(
+            m,
+            "WolkvoxAbandonmentSpike",
+            f"{abandoned}\n  > {a.abandonment_factor:g} * ({abandoned} offset 1w)\n"
+            "and on (operation, channel)\n"
+            f"{abandoned} > {a.abandonment_min_ratio:g}\n"
+            "and on (operation, channel)\n"
+            f"sum by (operation, channel) ({ended}) * 3600 >= {a.abandonment_min_sessions_per_hour:g}\n",
+            "warning",
+            "More customers give up in the bot on a channel.",
+            "{{ $value | humanizePercentage }} of the sessions that ended on channel {{ $labels.channel }} of operation "
+            "{{ $labels.operation }} in the last hour were abandoned (the bot's last word asked or did not understand, "
+            f"and nobody answered), more than {_times(a.abandonment_factor)} the same hour last week.",
+            CONVERSATIONS_CH,
+            a.abandonment_for,
         ),
     ]
 

@@ -12,7 +12,7 @@ from exporter.cli.arguments import (
     fail,
 )
 from exporter.settings import config, durations
-from exporter.state import secret
+from exporter.state.store import StateStore
 from exporter.tools.backfill import replay
 from exporter.tools.backfill import request as backfill
 
@@ -81,13 +81,9 @@ def command(args: argparse.Namespace) -> int:
         if unknown:
             raise backfill.BackfillError(f"--operation: no operation named {', '.join(unknown)}")
         ops = [s for s in cfg.per_operation() if not args.operation or s.name in args.operation]
-        # Customers are remembered by a keyed digest: with the state database's key, or while
-        # the backfill runs (and resumes) with one beside its output.
-        key_file = (
-            secret.path_for(cfg.state.path)
-            if cfg.state.path is not None
-            else Path(args.output).with_name(Path(args.output).name + ".key")
-        )
+        # Customers are remembered by a keyed digest: with the state database's key, so that
+        # --write-state hands them over (without a state, the backfill keeps one of its own).
+        key = None if cfg.state.path is None else StateStore(cfg.state.path).secret()
         request = backfill.Request(
             config=cfg,
             start_text=args.start,
@@ -96,13 +92,11 @@ def command(args: argparse.Namespace) -> int:
             operations=ops,
             chunk=int(chunk),
             labels=backfill.check_labels(args.label),
-            secret=secret.load_or_create(key_file),
+            secret=key,
         )
         summary = replay.Backfill(request).run()
         if args.write_state:
             replay.write_state(cfg, summary.tallies, summary.ranges)
-        if cfg.state.path is None:
-            key_file.unlink(missing_ok=True)
     except (config.ConfigError, backfill.BackfillError, ValueError) as exc:
         return fail(str(exc))
     except OSError as exc:

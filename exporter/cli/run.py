@@ -29,6 +29,7 @@ from exporter.tools import simulator
 log = logging.getLogger("exporter")
 
 DEMO_TOKEN = "demo-token-not-secret"
+DEMO_SESSION_TIMEOUT = "20s"
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,11 +79,17 @@ def parser() -> argparse.ArgumentParser:
 def _demo_config() -> config.Config:
     block_signals()  # before the simulator's thread starts
     tenants = {
+        # Conversations a tenth as long as real ones (seconds between messages, regulars back
+        # within minutes), so that sessions end and re-contacts show in the first minutes.
         "bogota": simulator.Traffic(
-            seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300, late_max=30
+            seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300, late_max=30, think=0.1
         ),
         "mexico": simulator.Traffic(
-            seed=2, zone=ZoneInfo("America/Mexico_City"), rate_per_minute=150, late_max=30
+            seed=2,
+            zone=ZoneInfo("America/Mexico_City"),
+            rate_per_minute=150,
+            late_max=30,
+            think=0.1,
         ),
     }
     sim = simulator.Simulator(tenants, {DEMO_TOKEN})
@@ -112,6 +119,7 @@ def _demo_config() -> config.Config:
                 "request_spacing": "200ms",
                 "token_info_interval": "1h",
             },
+            "kpis": {"session_timeout": DEMO_SESSION_TIMEOUT, "recontact_window": "1h"},
         }
     )
 
@@ -150,7 +158,8 @@ def command(args: argparse.Namespace) -> int:
     reloader = Reloader(args.config, cfg, fleet, gate, security, redacting)
     block_signals()  # before the server's and the pollers' threads start
     try:
-        httpd = _serve(cfg, fleet, store, security, reloader, host, port)
+        notes = [_sessions_note(cfg, args.demo)]
+        httpd = _serve(cfg, fleet, store, security, reloader, host, port, notes)
     except OSError as exc:
         return fail(f"cannot listen on {listen}: {exc.strerror}")
     log.info(
@@ -171,6 +180,22 @@ def command(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sessions_note(cfg: config.Config, demo: bool) -> str:
+    """When conversation figures appear, as the landing page says it."""
+    timeout = durations.format_duration(cfg.kpis.session_timeout)
+    note = (
+        f"A session ends {timeout} after its last record (kpis.session_timeout); its "
+        "conversation figures (wolkvox_sessions_ended_total and the rest) count it then."
+    )
+    if demo:
+        note += (
+            f" This demo simulates conversations ten times faster than real ones and ends them "
+            f"after {timeout} of silence, so the figures appear within minutes; Wolkvox's own "
+            "timeout is 60m, the default."
+        )
+    return note
+
+
 def _serve(
     cfg: config.Config,
     fleet: Fleet,
@@ -179,6 +204,7 @@ def _serve(
     reloader: Reloader,
     host: str,
     port: int,
+    notes: list[str],
 ) -> server.Server:
     """/metrics and the rest, served from the fleet's pollers of the moment."""
     registry = CollectorRegistry(auto_describe=False)
@@ -196,6 +222,7 @@ def _serve(
         [store] if store else [],
         reload=lambda: reloader.reload("POST /-/reload"),
         reloads=reloads,
+        notes=notes,
     )
     httpd, _ = server.serve(app, host, port)
     return httpd

@@ -69,8 +69,10 @@ class App:
         stores: Sequence[SavedState] = (),
         reload: Callable[[], tuple[bool, str]] | None = None,
         reloads: ReloadState | None = None,
+        notes: Sequence[str] = (),
     ) -> None:
         self.registry = registry
+        self.notes = notes  # paragraphs of the landing page: how this exporter is set up
         self.pollers = pollers
         self.stores = stores
         # POST /-/reload: re-reads the config, answers whether the new one runs, and why not;
@@ -146,6 +148,7 @@ class App:
 (diagram_9) for Prometheus.</p>
 <ul><li><a href="metrics">Metrics</a></li><li><a href="-/healthy">Health</a></li>
 <li><a href="-/ready">Readiness</a></li></ul>
+{"".join(f"<p>{html.escape(note)}</p>" for note in self.notes)}
 <h2>Operations</h2>
 <table><tr><th>Operation</th><th>State</th><th>Last successful poll</th>
 <th>Collected until</th><th>Last error</th></tr>

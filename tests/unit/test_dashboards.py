@@ -56,7 +56,12 @@ def test_committed_json_is_what_the_builder_writes():
 
 def test_dashboards_have_fixed_uids_and_a_datasource_variable():
     boards = dashboards()
-    assert set(boards) == {"overview.json", "routing-point.json", "exporter-health.json"}
+    assert set(boards) == {
+        "overview.json",
+        "conversations.json",
+        "routing-point.json",
+        "exporter-health.json",
+    }
     uids = [b["uid"] for b in boards.values()]
     assert len(set(uids)) == len(uids)
     for name, board in boards.items():
@@ -74,6 +79,7 @@ def test_dashboards_have_fixed_uids_and_a_datasource_variable():
             for t in panel["targets"]:
                 assert t["datasource"]["uid"] == "${datasource}", panel["title"]
     assert {"channel"} <= {v["name"] for v in boards["overview.json"]["templating"]["list"]}
+    assert {"channel"} <= {v["name"] for v in boards["conversations.json"]["templating"]["list"]}
     assert {"channel", "rp_id"} <= {
         v["name"] for v in boards["routing-point.json"]["templating"]["list"]
     }

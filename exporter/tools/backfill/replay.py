@@ -25,6 +25,7 @@ from exporter.exposition import encoding, families
 from exporter.polling.ingest import Ingest
 from exporter.polling.snapshot import Snapshot
 from exporter.settings.config import Config, OperationSettings
+from exporter.state import secret
 from exporter.state.store import OperationState, StateStore
 from exporter.tools.backfill.progress import OperationProgress, Progress, ProgressFile, Spool
 from exporter.tools.backfill.request import BackfillError, Request
@@ -87,6 +88,8 @@ class Backfill:
             output.with_name(output.name + ".progress"), request.signature, self.spool
         )
         self.summary = Summary()
+        self.key_file = output.with_name(output.name + ".key")
+        self.secret = request.secret or secret.load_or_create(self.key_file)
         self.lines = encoding.TimestampedLines(request.labels)
         self._seen_series: set[tuple[str, bytes]] = set()  # counter series already started at 0
 
@@ -105,9 +108,7 @@ class Backfill:
                 saved = self.progress.operation(settings.name)
                 if saved is not None and saved.done:
                     bar.advance((end - start) // self.interval, 0, skipped=True)
-                    self.summary.tallies[settings.name] = _tally(
-                        settings, saved.state, self.request.secret
-                    )
+                    self.summary.tallies[settings.name] = _tally(settings, saved.state, self.secret)
                     continue
                 self._operation(settings, start, end, saved, bar)
         finally:
@@ -124,7 +125,7 @@ class Backfill:
         saved: OperationProgress | None,
         bar: Progress,
     ) -> None:
-        tally = _tally(settings, saved.state if saved else None, self.request.secret)
+        tally = _tally(settings, saved.state if saved else None, self.secret)
         self.summary.tallies[settings.name] = tally
         cursor = saved.cursor if saved else start
         if cursor > start:
@@ -245,6 +246,7 @@ class Backfill:
         tmp.replace(self.request.output)
         self.progress.remove()
         shutil.rmtree(self.spool.directory, ignore_errors=True)
+        self.key_file.unlink(missing_ok=True)
 
 
 def _tally(

@@ -86,7 +86,8 @@ class Request:
     chunk: int
     labels: dict[str, str] = field(default_factory=dict)
     # Keys the customer digests: the state database's, so --write-state hands over customers
-    # the live exporter recognises; a resumed run must use the same one.
+    # the live exporter recognises. None: one kept beside the output while the backfill runs,
+    # so that a resumed run recognises the customers of the interrupted one.
     secret: bytes | None = None
 
     @property
