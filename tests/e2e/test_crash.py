@@ -43,9 +43,9 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, sele
         "request_spacing": "10ms",
         "retry_backoff": "100ms",
     }
-    kpis = {"session_timeout": "3s", "recontact_window": "1m"}
+    timeouts = {"session_timeout": "3s", "recontact_window": "1m"}
     live = live_exporter(
-        traffic, name="crashy", cap=cap, polling=polling, state=True, debug=False, kpis=kpis
+        traffic, name="crashy", cap=cap, polling=polling, state=True, debug=False, kpis=timeouts
     )
     sim, exporter, state = live.sim, live.exporter, live.state
     assert state is not None

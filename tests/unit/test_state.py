@@ -269,7 +269,9 @@ def test_a_database_of_version_3_is_upgraded_in_place(sim_factory, tmp_path, cap
     # Every counter version 3 had, as it was (`late` and the conversations came after it: they
     # start at 0, and sessions open then are not followed).
     assert after.counts.late == 0
-    later = {f: {} for f in Counts.__struct_fields__ if f.startswith(("session_", "sessions_"))}
+    later: dict[str, dict[object, int]] = {
+        f: {} for f in Counts.__struct_fields__ if f.startswith(("session_", "sessions_"))
+    }
     later.pop("sessions_total")
     assert after.counts == msgspec.structs.replace(before.counts, late=0, **later)
     assert after.collected_until == before.collected_until
