@@ -24,11 +24,11 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import attrgetter
+from operator import attrgetter, not_, sub
 from typing import TypeVar, cast
 
 from exporter.api.records import Record
-from exporter.counting.counts import Counts
+from exporter.counting.counts import Counts, TallyState
 from exporter.counting.recontacts import Recontacts
 from exporter.settings.config import FALLBACK, Kpis
 from exporter.settings.config import TRANSFERRED as TRANSFERRED_OUTCOME
@@ -66,6 +66,7 @@ class Open:
     flags: int
     channel: int
     customer: int
+    was: int = -1  # its first row's date when unpacked: where the database files it
 
     @classmethod
     def unpack(cls, blob: bytes) -> Open:
@@ -79,6 +80,7 @@ class Open:
             flags,
             channel,
             customer,
+            first,
         )
 
     def pack(self) -> bytes:
@@ -162,6 +164,32 @@ class Rows:
     turns: list[int]  # copies newly counted
     touched: list[int]  # the last second a re-read may return it
 
+    @classmethod
+    def of(
+        cls,
+        keys: list[int | None],
+        records: list[Record],
+        seconds: list[int],
+        answers: list[str | None],
+        turns: list[int],
+        touched: list[int],
+        code: Callable[[str | None], int],
+    ) -> Rows:
+        """The rows that have a session (the others stay out of session figures)."""
+        codes_of = {a: code(a) for a in set(answers)}
+        codes = list(map(codes_of.__getitem__, answers))
+        channels, customers = list(map(_CHANNEL, records)), list(map(_CUSTOMER, records))
+        rows = cls(cast(list[int], keys), seconds, codes, channels, customers, turns, touched)
+        return rows.only([k is not None for k in keys]) if None in keys else rows
+
+    def part(self, i: int, channel: int, customer: int) -> Part:
+        """Row i alone, as a part of its session."""
+        second, code = self.seconds[i], self.codes[i]
+        transfer = second if code & IS_TRANSFER else -1
+        fallback, awaits = bool(code & IS_FALLBACK), bool(code & AWAITS)
+        turns, touched = self.turns[i], self.touched[i]
+        return Part(second, second, turns, transfer, fallback, awaits, channel, customer, touched)
+
     def only(self, keep: list[bool]) -> Rows:
         return Rows(
             list(compress(self.keys, keep)),
@@ -192,12 +220,16 @@ class Rows:
 
 @dataclass
 class Changes:
-    """What a save must write of the conversations since the last one."""
+    """What a save must write of the conversations since the last one. The database files a
+    session by its first row's date and a customer by their last session's end, so that a
+    poll's changes (recent sessions) fall on a few pages: what was filed elsewhere is named by
+    where it was filed, to be deleted there."""
 
     sessions: dict[int, bytes] = field(default_factory=dict)  # open, changed
-    ended: set[int] = field(default_factory=set)
+    gone: dict[int, int] = field(default_factory=dict)  # ended or moved: digest -> filed under
     customers: dict[int, int] = field(default_factory=dict)
-    forgotten: set[int] = field(default_factory=set)
+    customers_gone: dict[int, int] = field(default_factory=dict)  # moved: digest -> filed under
+    customers_floor: int | None = None  # customers filed under an earlier second are forgotten
 
 
 class Conversations:
@@ -217,14 +249,14 @@ class Conversations:
         self.timeout = int(kpis.session_timeout)
         self.window = int(kpis.recontact_window)
         self.horizon = int(kpis.session_horizon)
-        self._code = Codes(outcome, frozenset(kpis.awaiting_outcomes))
+        self.code = Codes(outcome, frozenset(kpis.awaiting_outcomes))  # a raw answer's bits
         self._label = label
         self.customer_key = functools.partial(customer_key, secret)
         self.open: dict[int, bytes] = {}
         self.recontacts = Recontacts(self.window, self.horizon)
         self.channels: list[str] = []  # channel labels, indexed by the packed sessions
         self._channel_index: dict[str, int] = {}
-        self._due: dict[int, list[int]] = {}  # wheel bucket -> session digests due in it
+        self._due = Wheel()  # session digests by when they may end
         self._changes = Changes()
 
     def __len__(self) -> int:
@@ -237,60 +269,59 @@ class Conversations:
             self.channels.append(label)
         return index
 
-    def follow(
-        self,
-        keys: list[int | None],
-        new: set[int],
-        records: list[Record],
-        seconds: list[int],
-        answers: list[str | None],
-        turns: list[int],
-        touched: list[int],
-    ) -> None:
-        """Follow newly counted records: their session digests (None: no session), dates, raw
-        answers, copies newly counted, and the last second a re-read may return them. `new`
-        are the sessions never seen before."""
-        codes_of = {a: self._code(a) for a in set(answers)}
-        codes = list(map(codes_of.__getitem__, answers))
-        channels, customers = list(map(_CHANNEL, records)), list(map(_CUSTOMER, records))
-        rows = Rows(cast(list[int], keys), seconds, codes, channels, customers, turns, touched)
-        if None in keys:  # rows without a session stay out of session figures
-            rows = rows.only([k is not None for k in keys])
-        self.add(rows, new)
-
     def add(self, rows: Rows, new: set[int]) -> None:
         """Follow the rows of sessions; `new` are the sessions never seen before (the others
-        are open, or ended: their rows count as after the end)."""
-        label = self._label
+        are open, or ended: their rows count as after the end). New sessions, most of a first
+        read, start in bulk; sessions already open are merged one by one; sessions whose rows
+        span more than the timeout (a gap may split them) go row by row."""
         rows = rows.ordered()
-        parts, slow = summarise(
-            rows, self.timeout, lambda raw: self.channel_index(label(raw)), self.customer_key
-        )
-        counts = self._counts()
-        after = counts.session_rows_after_end
-        opened: Counter[str] = Counter()
-        for key, part in parts.items():
-            blob = self.open.get(key)
+        summary = Summary.of(rows)
+        label, timeout, open_ = self._label, self.timeout, self.open
+        first, last = summary.first, summary.last
+        order = list(last)
+        fast = [k in new and k not in open_ and last[k] - first[k] <= timeout for k in order]
+        starting = list(compress(order, fast))
+        opened: Counter[str] = self._start(starting, summary) if starting else Counter()
+        after = self._counts().session_rows_after_end
+        slow: dict[int, None] = {}
+        rest = list(compress(order, map(not_, fast))) if len(starting) < len(order) else []
+        for key in rest:
+            blob = open_.get(key)
             if blob is None:
-                if key in new:
-                    self._store(key, part.start())
-                    opened[self.channels[part.channel]] += 1
-                else:
-                    name = self.channels[part.channel]
-                    after[name] = after.get(name, 0) + part.turns
-            else:
-                state = Open.unpack(blob)
-                # Rows within the timeout around it, themselves within one timeout: no gap.
-                if state.first - self.timeout <= part.first <= state.last + self.timeout:
-                    state.take(part)
-                    self._store(key, state)
-                else:
+                if key not in new:  # ended: its rows come after the end
+                    name = label(summary.channel[key])
+                    after[name] = after.get(name, 0) + summary.turns[key]
+                elif last[key] - first[key] > timeout:
                     slow[key] = None
+                continue
+            state = Open.unpack(blob)
+            # Rows within the timeout around it, themselves within one timeout: no gap.
+            if last[key] - first[key] <= timeout and (
+                state.first - timeout <= first[key] <= state.last + timeout
+            ):
+                who = summary.customer.get(key)
+                channel = self.channel_index(label(summary.channel[key]))
+                state.take(summary.part(key, channel, 0 if who is None else self.customer_key(who)))
+                self._store(key, state)
+            else:
+                slow[key] = None
         if slow:
             opened.update(self._one_by_one(rows, slow, new))
-        sessions_open = counts.sessions_open
+        sessions_open = self._counts().sessions_open
         for name, n in opened.items():
             sessions_open[name] = sessions_open.get(name, 0) + n
+
+    def _start(self, keys: list[int], s: Summary) -> Counter[str]:
+        """Open new sessions in bulk, column-wise; return how many by channel label."""
+        label, index = self._label, self.channel_index
+        by_raw = {raw: index(label(raw)) for raw in set(s.channel.values())}
+        channels = list(map(by_raw.__getitem__, map(s.channel.__getitem__, keys)))
+        blobs, due = s.pack(keys, channels, self.customer_key, self.timeout, self.horizon)
+        self.open.update(zip(keys, blobs, strict=True))
+        self._changes.sessions.update(dict.fromkeys(keys, b""))
+        self._due.file_many(keys, due)
+        names = self.channels
+        return Counter(names[c] for c in channels)
 
     def _one_by_one(self, rows: Rows, slow: dict[int, None], new: set[int]) -> Counter[str]:
         """The rows of sessions a gap may split, in date order, one at a time."""
@@ -299,19 +330,9 @@ class Conversations:
         opened: Counter[str] = Counter()
         after = self._counts().session_rows_after_end
         for i in picked:
-            key, second, code = rows.keys[i], rows.seconds[i], rows.codes[i]
-            who = rows.customers[i]
-            part = Part(
-                second,
-                second,
-                rows.turns[i],
-                second if code & IS_TRANSFER else -1,
-                bool(code & IS_FALLBACK),
-                bool(code & AWAITS),
-                self.channel_index(label(rows.channels[i])),
-                0 if who is None or who == "" or who == 0 else self.customer_key(who),
-                rows.touched[i],
-            )
+            key, second, who = rows.keys[i], rows.seconds[i], rows.customers[i]
+            customer = 0 if who is None or who == "" or who == 0 else self.customer_key(who)
+            part = rows.part(i, self.channel_index(label(rows.channels[i])), customer)
             blob = self.open.get(key)
             state = None if blob is None else Open.unpack(blob)
             if state is None and key in new:
@@ -335,22 +356,19 @@ class Conversations:
         if changed:
             self.open[key] = state.pack()
             self._changes.sessions[key] = b""
+            if state.first != state.was >= 0:  # an earlier row came: filed elsewhere now
+                self._changes.gone.setdefault(key, state.was)
+                state.was = state.first
         due = min(max(state.last + self.timeout, state.touched), state.first + self.horizon)
-        bucket = due - due % _WHEEL
-        filed = self._due.get(bucket)
-        if filed is None:
-            self._due[bucket] = [key]
-        else:
-            filed.append(key)
+        self._due.file(key, due)
 
     def end_before(self, second: int) -> None:
         """End every session none of whose rows can still come: every row dated before
         `second` has been collected for good. A session open past the horizon ends as it
         stands, counted as expired."""
-        due = sorted(b for b in self._due if b < second)
         ending: list[tuple[int, int, Open, bool]] = []
-        for bucket in due:
-            for key in self._due.pop(bucket):
+        for filed in self._due.before(second):
+            for key in filed:
                 blob = self.open.get(key)
                 if blob is None:
                     continue
@@ -371,7 +389,8 @@ class Conversations:
         """Observe a session once, and its customer's re-contact."""
         self.open.pop(key, None)
         self._changes.sessions.pop(key, None)
-        self._changes.ended.add(key)
+        if state.was >= 0:  # saved before, perhaps: filed under its first row's date then
+            self._changes.gone.setdefault(key, state.was)
         counts = self._counts()
         label = self.channels[state.channel]
         observe(counts, label, state, expired)
@@ -383,12 +402,13 @@ class Conversations:
 
     def pending(self) -> Changes:
         """What changed since the last `saved()`, ready to write."""
-        customers, forgotten = self.recontacts.pending()
+        customers, moved, floor = self.recontacts.pending()
         return Changes(
             sessions={k: self.open[k] for k in self._changes.sessions if k in self.open},
-            ended=set(self._changes.ended),
+            gone=dict(self._changes.gone),
             customers=customers,
-            forgotten=forgotten,
+            customers_gone=moved,
+            customers_floor=floor,
         )
 
     def saved(self) -> None:
@@ -398,70 +418,136 @@ class Conversations:
     def image(self) -> tuple[dict[int, bytes], dict[int, int]]:
         return dict(self.open), dict(self.recontacts.customers)
 
-    def load(
-        self, sessions: dict[int, bytes], customers: dict[int, int], channels: Sequence[str]
-    ) -> None:
-        """Resume from saved sessions and customers; their channel labels by index."""
-        for label in channels:
+    def load(self, saved: TallyState) -> None:
+        """Resume from saved open sessions and customers (channel labels by index)."""
+        for label in saved.session_channels:
             self.channel_index(label)
-        for key, blob in sessions.items():
+        for key, blob in saved.open_sessions.items():
             self.open[key] = blob
             self._store(key, Open.unpack(blob), changed=False)
-        self.recontacts.load(customers)
+        self.recontacts.load(saved.recontact_customers)
         self._changes = Changes()
 
 
-def summarise(
-    rows: Rows,
-    timeout: int,
-    channel_index: Callable[[str], int],
-    customer_key: Callable[[object], int],
-) -> tuple[dict[int, Part], dict[int, None]]:
-    """Each session's rows summed, in C-level passes over the date-ordered columns; the
-    sessions whose rows span more than the timeout (a gap may split them) are left to
-    `_one_by_one`."""
-    keys, seconds = rows.keys, rows.seconds
-    back_keys = keys[::-1]
-    first = dict(zip(back_keys, seconds[::-1], strict=True))
-    last = dict(zip(keys, seconds, strict=True))
-    channel = dict(zip(back_keys, rows.channels[::-1], strict=True))
-    turns: Counter[int] = Counter()
-    if max(rows.turns) == 1:
-        turns.update(keys)
-    else:
-        for key, n in zip(keys, rows.turns, strict=True):
-            turns[key] += n
-    codes = rows.codes
-    transfer = _firsts(keys, seconds, [c & IS_TRANSFER for c in codes])
-    fallback = set(compress(keys, [c & IS_FALLBACK for c in codes]))
-    awaits = dict(zip(keys, [c & AWAITS for c in codes], strict=True))
-    # A row that does not leave the customer waiting, dated at a session's last second,
-    # answers the others of that second: the session was not abandoned.
-    replied = [not c & AWAITS for c in codes]
-    answered = set(zip(compress(keys, replied), compress(seconds, replied), strict=False))
-    has = [c is not None and c != "" and c != 0 for c in rows.customers]
-    customer = _firsts(keys, rows.customers, has)
-    touched = _latest(keys, rows.touched)
-    parts: dict[int, Part] = {}
-    slow: dict[int, None] = {}
-    for key, lo in first.items():
-        hi = last[key]
-        if hi - lo > timeout:
-            slow[key] = None
-            continue
-        who = customer.get(key)
-        parts[key] = Part(
-            lo,
-            hi,
-            turns[key],
-            transfer.get(key, -1),
-            key in fallback,
-            bool(awaits[key]) and (key, hi) not in answered,
-            channel_index(channel[key]),
-            0 if who is None else customer_key(who),
-            touched[key],
+class Wheel:
+    """Session digests filed by the minute they may end at: ending looks at the minutes that
+    passed, not at every open session. A session is filed again each time it changes; the
+    copies left behind are skipped when their minute comes."""
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, list[int]] = {}
+
+    def file(self, key: int, second: int) -> None:
+        bucket = second - second % _WHEEL
+        filed = self.buckets.get(bucket)
+        if filed is None:
+            self.buckets[bucket] = [key]
+        else:
+            filed.append(key)
+
+    def file_many(self, keys: list[int], seconds: list[int]) -> None:
+        for key, second in zip(keys, seconds, strict=True):
+            self.file(key, second)
+
+    def before(self, second: int) -> list[list[int]]:
+        """Take out the digests of the minutes that began before `second`, oldest first."""
+        due = sorted(b for b in self.buckets if b < second)
+        return [self.buckets.pop(b) for b in due]
+
+
+@dataclass
+class Summary:
+    """Each session's rows of one answer summed, in C-level passes over the date-ordered
+    columns: dictionaries by session digest, in the order sessions first appear."""
+
+    first: dict[int, int]
+    last: dict[int, int]
+    channel: dict[int, str]
+    turns: dict[int, int]
+    transfer: dict[int, int]
+    fallback: set[int]
+    awaits: set[int]  # every row at its last second leaves the customer waiting
+    customer: dict[int, object]
+    touched: dict[int, int]
+
+    @classmethod
+    def of(cls, rows: Rows) -> Summary:
+        keys, seconds, codes = rows.keys, rows.seconds, rows.codes
+        last = dict(zip(keys, seconds, strict=True))
+        turns: dict[int, int] = Counter(keys)
+        if max(rows.turns) != 1:
+            turns = Counter()
+            for key, n in zip(keys, rows.turns, strict=True):
+                turns[key] += n
+        # A row that does not leave the customer waiting, dated at a session's last second,
+        # answers the others of that second: the session was not abandoned.
+        replied = [not c & AWAITS for c in codes]
+        answered = set(zip(compress(keys, replied), compress(seconds, replied), strict=False))
+        waiting = dict(zip(keys, [c & AWAITS for c in codes], strict=True))
+        has = [c is not None and c != "" and c != 0 for c in rows.customers]
+        return cls(
+            first=dict(zip(keys[::-1], seconds[::-1], strict=True)),
+            last=last,
+            channel=dict(zip(keys[::-1], rows.channels[::-1], strict=True)),
+            turns=turns,
+            transfer=_firsts(keys, seconds, [c & IS_TRANSFER for c in codes]),
+            fallback=set(compress(keys, [c & IS_FALLBACK for c in codes])),
+            awaits={k for k, w in waiting.items() if w and (k, last[k]) not in answered},
+            customer=_firsts(keys, rows.customers, has),
+            touched=_latest(keys, rows.touched),
         )
-    return parts, slow
+
+    def pack(
+        self,
+        keys: list[int],
+        channels: list[int],
+        customer_key: Callable[[object], int],
+        timeout: int,
+        horizon: int,
+    ) -> tuple[list[bytes], list[int]]:
+        """New sessions packed, column-wise, and the second each may end at."""
+        firsts = list(map(self.first.__getitem__, keys))
+        lasts = list(map(self.last.__getitem__, keys))
+        touched = list(map(self.touched.__getitem__, keys))
+        transfers = [self.transfer.get(k, -1) for k in keys]
+        who = self.customer
+        customers = [customer_key(who[k]) if k in who else 0 for k in keys]
+        fallback, awaits = self.fallback, self.awaits
+        flags = [
+            (_FALLBACK_SEEN if k in fallback else 0) | (_LAST_AWAITS if k in awaits else 0)
+            for k in keys
+        ]
+        blobs = list(
+            map(
+                _OPEN.pack,
+                firsts,
+                map(sub, lasts, firsts),
+                map(sub, touched, firsts),
+                [-1 if t < 0 else t - f for t, f in zip(transfers, firsts, strict=True)],
+                map(self.turns.__getitem__, keys),
+                flags,
+                channels,
+                customers,
+            )
+        )
+        due = [
+            min(max(la + timeout, t), f + horizon)
+            for f, la, t in zip(firsts, lasts, touched, strict=True)
+        ]
+        return blobs, due
+
+    def part(self, key: int, channel: int, customer: int) -> Part:
+        return Part(
+            self.first[key],
+            self.last[key],
+            self.turns[key],
+            self.transfer.get(key, -1),
+            key in self.fallback,
+            key in self.awaits,
+            channel,
+            customer,
+            self.touched[key],
+        )
 
 
 def _firsts(keys: list[int], values: list[_V], mask: Sequence[object]) -> dict[int, _V]:

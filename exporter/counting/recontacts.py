@@ -20,7 +20,8 @@ class Recontacts:
         self.customers: dict[int, int] = {}  # keyed digest -> last << 2 | result
         self._expiring: dict[int, list[int]] = {}  # wheel bucket -> customer digests
         self._changed: set[int] = set()
-        self._forgotten: set[int] = set()
+        self._moved: dict[int, int] = {}  # customers filed elsewhere in the database: -> last
+        self._floor: int | None = None
 
     def __len__(self) -> int:
         return len(self.customers)
@@ -36,6 +37,7 @@ class Recontacts:
                 previous = earlier & 3
             if before > last:
                 return previous  # a later session of theirs ended first: it stays the latest
+            self._moved.setdefault(customer, before)
         self.customers[customer] = last << 2 | result
         self._changed.add(customer)
         self._file(customer, last + self.keep)
@@ -48,6 +50,7 @@ class Recontacts:
         """Forget customers whose latest session ended longer than the window and a horizon
         before `second`, everything before which has been collected."""
         floor = second - self.keep
+        self._floor = floor
         for bucket in [b for b in self._expiring if b + _WHEEL <= second]:
             for who in self._expiring.pop(bucket):
                 value = self.customers.get(who)
@@ -56,18 +59,20 @@ class Recontacts:
                 if value >> 2 < floor:
                     del self.customers[who]
                     self._changed.discard(who)
-                    self._forgotten.add(who)
                 else:  # a later session moved it on: filed again where it is due
                     self._file(who, max((value >> 2) + self.keep, bucket + _WHEEL))
 
-    def pending(self) -> tuple[dict[int, int], set[int]]:
-        """The customers changed and forgotten since the last `saved()`."""
+    def pending(self) -> tuple[dict[int, int], dict[int, int], int | None]:
+        """Since the last `saved()`: the customers changed, where those that moved were filed
+        (their last session's end), and the floor below which every customer is forgotten."""
         customers = self.customers
-        return {k: customers[k] for k in self._changed if k in customers}, set(self._forgotten)
+        changed = {k: customers[k] for k in self._changed if k in customers}
+        return changed, dict(self._moved), self._floor
 
     def saved(self) -> None:
         self._changed.clear()
-        self._forgotten.clear()
+        self._moved.clear()
+        self._floor = None
 
     def load(self, customers: dict[int, int]) -> None:
         for who, value in customers.items():

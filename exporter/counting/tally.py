@@ -22,7 +22,7 @@ import msgspec
 from exporter.api import windowing
 from exporter.api.records import Answer, DateParser, Record
 from exporter.counting import labels
-from exporter.counting.conversations import Conversations
+from exporter.counting.conversations import Conversations, Rows
 from exporter.counting.counts import Counts, Ledger, TallyState
 from exporter.counting.customers import Customers
 from exporter.counting.fresh import Fresh, fresh_rows, keep_only
@@ -208,7 +208,10 @@ class Tally:
             new = self._sessions(found, last)
             turns = list(map(sub, copies, had)) if repeated else [1] * len(records)
             touched = filed if max(seconds) > last or twins is not None else [last] * len(records)
-            self.conversations.follow(found.rows, new, records, seconds, answers, turns, touched)
+            code = self.conversations.code
+            self.conversations.add(
+                Rows.of(found.rows, records, seconds, answers, turns, touched, code), new
+            )
         self.customers.file(records, channels, windows)
         return counted
 
@@ -272,9 +275,7 @@ class Tally:
             self.labels.admit(key)
         self.seen.load(saved.seen)
         self.sessions.load(saved.session_buckets, [saved.session_transfers])
-        self.conversations.load(
-            saved.open_sessions, saved.recontact_customers, saved.session_channels
-        )
+        self.conversations.load(saved)
 
 
 def _outside(seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested) -> int:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
+import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -137,14 +138,17 @@ CREATE TABLE IF NOT EXISTS session_transfers (
 );
 CREATE INDEX IF NOT EXISTS session_transfers_by_bucket ON session_transfers (operation, bucket);
 CREATE TABLE IF NOT EXISTS open_sessions (
-    operation TEXT NOT NULL, key INTEGER NOT NULL, state BLOB NOT NULL,
-    PRIMARY KEY (operation, key)
+    operation TEXT NOT NULL, first INTEGER NOT NULL, key INTEGER NOT NULL, state BLOB NOT NULL,
+    PRIMARY KEY (operation, first, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recontact_customers (
-    operation TEXT NOT NULL, key INTEGER NOT NULL, value INTEGER NOT NULL,
-    PRIMARY KEY (operation, key)
+    operation TEXT NOT NULL, last INTEGER NOT NULL, key INTEGER NOT NULL, value INTEGER NOT NULL,
+    PRIMARY KEY (operation, last, key)
 ) WITHOUT ROWID;
 """
+
+
+_FIRST = struct.Struct("<q")  # a packed open session begins with its first row's date
 
 
 def _signed(key: int) -> int:
@@ -245,7 +249,8 @@ def _write_operation(
 def _write_conversations(
     db: sqlite3.Connection, name: str, state: OperationState, changes: Changes | None
 ) -> None:
-    """Open sessions and re-contact customers: all of them, or the changes."""
+    """Open sessions, filed by their first row's date, and re-contact customers, by their last
+    session's end: all of them, or the changes (which then fall on the newest pages)."""
     if changes is None:
         db.execute("DELETE FROM open_sessions WHERE operation = ?", (name,))
         db.execute("DELETE FROM recontact_customers WHERE operation = ?", (name,))
@@ -253,21 +258,26 @@ def _write_conversations(
     else:
         talk = changes.conversations
         db.executemany(
-            "DELETE FROM open_sessions WHERE operation = ? AND key = ?",
-            [(name, _signed(k)) for k in talk.ended],
+            "DELETE FROM open_sessions WHERE operation = ? AND first = ? AND key = ?",
+            [(name, first, _signed(k)) for k, first in talk.gone.items()],
         )
         db.executemany(
-            "DELETE FROM recontact_customers WHERE operation = ? AND key = ?",
-            [(name, _signed(k)) for k in talk.forgotten],
+            "DELETE FROM recontact_customers WHERE operation = ? AND last = ? AND key = ?",
+            [(name, last, _signed(k)) for k, last in talk.customers_gone.items()],
         )
+        if talk.customers_floor is not None:
+            db.execute(
+                "DELETE FROM recontact_customers WHERE operation = ? AND last < ?",
+                (name, talk.customers_floor),
+            )
         sessions, customers = talk.sessions, talk.customers
     db.executemany(
-        "INSERT OR REPLACE INTO open_sessions VALUES (?, ?, ?)",
-        [(name, _signed(k), blob) for k, blob in sessions.items()],
+        "INSERT OR REPLACE INTO open_sessions VALUES (?, ?, ?, ?)",
+        [(name, _FIRST.unpack_from(blob)[0], _signed(k), blob) for k, blob in sessions.items()],
     )
     db.executemany(
-        "INSERT OR REPLACE INTO recontact_customers VALUES (?, ?, ?)",
-        [(name, _signed(k), v) for k, v in customers.items()],
+        "INSERT OR REPLACE INTO recontact_customers VALUES (?, ?, ?, ?)",
+        [(name, v >> 2, _signed(k), v) for k, v in customers.items()],
     )
 
 
