@@ -1,0 +1,163 @@
+"""Conversations at a busy operation's scale: a day of 1,000,000 sessions and 300,000 customers.
+
+Measured (issue 21), each size in a fresh process so that they do not share a heap:
+- memory: the RSS an open session and a re-contact customer take, packed as the exporter keeps
+  them (one `bytes` per session, one int per customer, plus their dict entries and wheels);
+- save per poll with 1M open sessions in the state database: one poll's change of a busy
+  operation (3,500 sessions started, 3,500 extended, 3,500 ended and their customers), written
+  as the live exporter writes it; target under 50 ms;
+- load at start: reading 1M open sessions and 300k customers back and restoring them.
+
+    python -m benchmarks.conversations [--sessions 1000000] [--customers 300000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import T0, machine, rss_kib
+from exporter.counting.conversations import Open
+from exporter.counting.counts import TallyState
+from exporter.counting.tally import Tally
+from exporter.state.store import OperationState, StateStore
+from tests.support.harness import operation_settings
+
+PER_POLL = 3_500  # a day of 1M sessions is about 3,500 per 5-minute poll
+
+
+def session(i: int, per_second: float) -> tuple[int, bytes]:
+    """Session i, open: its digest and packed state, a few turns in, with a customer. Sessions
+    start `per_second` a second from T0 on, in order of i."""
+    first = T0 + int(i / per_second)
+    state = Open(first, first + 90, first + 300, -1, 4, 2, i % 9, (i * 40503) % 2**63 + 1)
+    return (i * 2654435761) % 2**64 or 1, state.pack()
+
+
+def fill(tally: Tally, sessions: int, customers: int) -> None:
+    talk = tally.conversations
+    for label in ("whatsapp", "web", "facebook_page", "instagram", "email", "sms", "a", "b", "c"):
+        talk.channel_index(label)
+    saved = TallyState(
+        counts=tally.counts,
+        open_sessions=dict(session(i, sessions / 86400) for i in range(sessions)),
+        recontact_customers={
+            (i * 7919) % 2**63 + 1: (T0 + i % 86400) << 2 | i % 3 for i in range(customers)
+        },
+    )
+    talk.load(saved)
+
+
+def memory(sessions: int, customers: int) -> dict[str, Any]:
+    tally = Tally(operation_settings(), b"k" * 32)
+    before = rss_kib("VmRSS")
+    fill(tally, sessions, 0)
+    after_sessions = rss_kib("VmRSS")
+    fill(tally, 0, customers)
+    after = rss_kib("VmRSS")
+    return {
+        "per_session": (after_sessions - before) * 1024 / sessions,
+        "per_customer": (after - after_sessions) * 1024 / max(1, customers),
+        "total_mb": (after - before) / 1024,
+    }
+
+
+def saves(sessions: int, customers: int, directory: Path) -> dict[str, Any]:
+    tally = Tally(operation_settings(), b"k" * 32)
+    fill(tally, sessions, customers)
+    store = StateStore(directory / "state.db")
+    state = OperationState(cursor=T0, origin=T0, requests={}, tally=tally.export())
+    started = time.perf_counter()
+    store.save("a", state)
+    first = time.perf_counter() - started
+    talk = tally.conversations
+    times = []
+    # A day of open sessions (the stress case: a horizon's worth left open); each poll starts
+    # the next five minutes' sessions, extends the last poll's and ends the oldest.
+    per_second = sessions / 86400
+    for poll in range(5):
+        talk.saved()
+        for i in range(sessions + poll * PER_POLL, sessions + (poll + 1) * PER_POLL):
+            key, blob = session(i, per_second)  # started now
+            talk.open[key] = blob
+            talk._changes.sessions[key] = b""
+        for i in range(sessions + (poll - 1) * PER_POLL, sessions + poll * PER_POLL):
+            talk._changes.sessions[session(i, per_second)[0]] = b""  # extended
+        for i in range(poll * PER_POLL, (poll + 1) * PER_POLL):  # ended, customers kept
+            key = session(i, per_second)[0]
+            talk._end(key, Open.unpack(talk.open[key]), expired=False)
+        small = OperationState(cursor=T0, origin=T0, requests={}, tally=tally.export(False))
+        started = time.perf_counter()
+        assert store.save("a", small, tally.pending())
+        times.append(time.perf_counter() - started)
+    tally.saved()
+    started = time.perf_counter()
+    loaded = StateStore(directory / "state.db").load()["a"]
+    back = Tally(operation_settings(), b"k" * 32)
+    back.restore(loaded.tally)
+    load = time.perf_counter() - started
+    assert len(back.conversations) == len(talk), (len(back.conversations), len(talk))
+    return {
+        "full_save_s": first,
+        "poll_save_ms": [t * 1000 for t in times],
+        "load_s": load,
+        "db_mb": (directory / "state.db").stat().st_size / 1e6,
+        "open": len(talk),
+        "customers": len(talk.recontacts),
+    }
+
+
+def child(kind: str, sessions: int, customers: int) -> dict[str, Any]:
+    if kind == "memory":
+        return memory(sessions, customers)
+    with tempfile.TemporaryDirectory() as d:
+        return saves(sessions, customers, Path(d))
+
+
+def measure(kind: str, sessions: int, customers: int) -> dict[str, Any]:
+    out = subprocess.run(
+        [
+            *(sys.executable, "-m", "benchmarks.conversations", "--child", kind),
+            *("--sessions", str(sessions), "--customers", str(customers)),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    result: dict[str, Any] = json.loads(out.stdout)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--sessions", type=int, default=1_000_000)
+    parser.add_argument("--customers", type=int, default=300_000)
+    parser.add_argument("--child")
+    args = parser.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.sessions, args.customers)))
+        return
+    mem = measure("memory", args.sessions, args.customers)
+    save = measure("save", args.sessions, args.customers)
+    print(f"machine: {machine()}")
+    print(f"{args.sessions} open sessions, {args.customers} re-contact customers")
+    print(
+        f"memory: {mem['per_session']:.0f} bytes per open session, "
+        f"{mem['per_customer']:.0f} per customer, {mem['total_mb']:.0f} MB in all"
+    )
+    polls = ", ".join(f"{t:.1f}" for t in save["poll_save_ms"])
+    print(f"save per poll ({PER_POLL} started, extended and ended): {polls} ms  target < 50 ms")
+    print(f"first full save: {save['full_save_s']:.2f} s; load at start: {save['load_s']:.2f} s")
+    print(
+        f"database: {save['db_mb']:.0f} MB for {save['open']} open, {save['customers']} customers"
+    )
+
+
+if __name__ == "__main__":
+    main()
