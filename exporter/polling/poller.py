@@ -100,6 +100,8 @@ class Poller:
         noted until a save succeeds. Only this poller's thread counts into the tally, so
         nothing changes between taking the state, taking the changes and marking them saved."""
         if self.store is None:
+            with self.lock:
+                self.tally.saved()  # nothing keeps the changes: noting them would only grow
             return
         state = self.export_state(sessions=False)
         with self.lock:

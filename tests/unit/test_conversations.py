@@ -253,3 +253,19 @@ def test_every_conversation_figure_matches_the_ground_truth_across_a_restart(
     assert counts.interactions == dict(expected_counts(rows))
     truth = assert_conversations(counts, rows, 300, 3600)
     assert truth.session_rows_after_end
+
+
+def test_without_a_state_file_nothing_piles_up_for_saves(sim_factory):
+    """Changes are noted for the next save; with no state file they are dropped at each
+    commit, or a long run would hold every session it ever saw."""
+    clock = Clock(1_790_000_100)
+    _, url = sim_factory(Traffic(seed=4, rate_per_minute=120, daily_curve=False), clock)
+    poller = make_poller(make_config(url, kpis=dict(KPIS)), clock)
+    for _ in range(6):
+        clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
+        poller.poll_once()
+    assert poller.tally.counts.sessions_ended
+    changes = poller.tally.pending()
+    assert not changes.buckets and not changes.transfers
+    talk = changes.conversations
+    assert not talk.sessions and not talk.gone and not talk.customers and not talk.customers_gone

@@ -175,6 +175,7 @@ class Backfill:
             ingest.publish(w, float(t))
             ingest.forget(t, start)
             self._emit(ingest.name, ingest.tally, w, t)
+        ingest.tally.saved()  # progress is saved whole: the changes noted for a live save go
         return sum(a.size for a, _, _ in answers)
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
