@@ -24,10 +24,9 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from itertools import compress
-from operator import attrgetter, not_, sub
+from operator import not_, sub
 from typing import TypeVar, cast
 
-from exporter.api.records import Record
 from exporter.counting.counts import Counts, TallyState
 from exporter.counting.recontacts import Recontacts
 from exporter.settings.config import FALLBACK, Kpis
@@ -50,8 +49,6 @@ IS_TRANSFER, IS_FALLBACK, AWAITS = 1, 2, 4
 _OPEN = struct.Struct("<qiiiIBHQ")
 _FALLBACK_SEEN, _LAST_AWAITS = 1, 2
 _WHEEL = 60  # seconds per bucket of the end-time wheel
-_CHANNEL = attrgetter("channel")
-_CUSTOMER = attrgetter("customer")
 
 
 @dataclass
@@ -168,17 +165,18 @@ class Rows:
     def of(
         cls,
         keys: list[int | None],
-        records: list[Record],
         seconds: list[int],
         answers: list[str | None],
+        channels: list[str],
+        customers: list[object],
         turns: list[int],
         touched: list[int],
         code: Callable[[str | None], int],
     ) -> Rows:
-        """The rows that have a session (the others stay out of session figures)."""
+        """The rows that have a session (the others stay out of session figures), from the
+        columns of the records counted."""
         codes_of = {a: code(a) for a in set(answers)}
         codes = list(map(codes_of.__getitem__, answers))
-        channels, customers = list(map(_CHANNEL, records)), list(map(_CUSTOMER, records))
         rows = cls(cast(list[int], keys), seconds, codes, channels, customers, turns, touched)
         return rows.only([k is not None for k in keys]) if None in keys else rows
 
@@ -446,8 +444,14 @@ class Wheel:
             filed.append(key)
 
     def file_many(self, keys: list[int], seconds: list[int]) -> None:
+        buckets = self.buckets
         for key, second in zip(keys, seconds, strict=True):
-            self.file(key, second)
+            bucket = second - second % _WHEEL
+            filed = buckets.get(bucket)
+            if filed is None:
+                buckets[bucket] = [key]
+            else:
+                filed.append(key)
 
     def before(self, second: int) -> list[list[int]]:
         """Take out the digests of the minutes that began before `second`, oldest first."""
@@ -472,29 +476,35 @@ class Summary:
 
     @classmethod
     def of(cls, rows: Rows) -> Summary:
-        keys, seconds, codes = rows.keys, rows.seconds, rows.codes
-        last = dict(zip(keys, seconds, strict=True))
+        keys, seconds, codes, n = rows.keys, rows.seconds, rows.codes, len(rows.keys)
+        # Each session's first and last row, found once: its other columns are read there.
+        last_at = dict(zip(keys, range(n), strict=True))
+        first_at = dict(zip(keys[::-1], range(n - 1, -1, -1), strict=True))
+        order = list(last_at)
+        fi = list(map(first_at.__getitem__, order))
+        li = list(map(last_at.__getitem__, order))
+        at_last = list(map(seconds.__getitem__, li))
+        last = dict(zip(order, at_last, strict=True))
         turns: dict[int, int] = Counter(keys)
         if max(rows.turns) != 1:
             turns = Counter()
-            for key, n in zip(keys, rows.turns, strict=True):
-                turns[key] += n
-        # A row that does not leave the customer waiting, dated at a session's last second,
-        # answers the others of that second: the session was not abandoned.
-        replied = [not c & AWAITS for c in codes]
-        answered = set(zip(compress(keys, replied), compress(seconds, replied), strict=False))
-        waiting = dict(zip(keys, [c & AWAITS for c in codes], strict=True))
-        has = [c is not None and c != "" and c != 0 for c in rows.customers]
+            for key, count in zip(keys, rows.turns, strict=True):
+                turns[key] += count
+        touched = rows.touched
+        if touched.count(touched[0]) == n:
+            latest = dict.fromkeys(order, touched[0])
+        else:
+            latest = _latest(keys, touched)
         return cls(
-            first=dict(zip(keys[::-1], seconds[::-1], strict=True)),
+            first=dict(zip(order, map(seconds.__getitem__, fi), strict=True)),
             last=last,
-            channel=dict(zip(keys[::-1], rows.channels[::-1], strict=True)),
+            channel=dict(zip(order, map(rows.channels.__getitem__, fi), strict=True)),
             turns=turns,
             transfer=_firsts(keys, seconds, [c & IS_TRANSFER for c in codes]),
             fallback=set(compress(keys, [c & IS_FALLBACK for c in codes])),
-            awaits={k for k, w in waiting.items() if w and (k, last[k]) not in answered},
-            customer=_firsts(keys, rows.customers, has),
-            touched=_latest(keys, rows.touched),
+            awaits=_awaiting(rows, order, list(map(codes.__getitem__, li)), last),
+            customer=_customers(rows, order, fi),
+            touched=latest,
         )
 
     def pack(
@@ -548,6 +558,29 @@ class Summary:
             customer,
             self.touched[key],
         )
+
+
+def _awaiting(rows: Rows, order: list[int], codes: list[int], last: dict[int, int]) -> set[int]:
+    """The sessions whose rows at their last second all leave the customer waiting: those
+    whose last row does, unless another row at that second does not (rare: looked for only
+    among those sessions' rows)."""
+    waiting = set(compress(order, [c & AWAITS for c in codes]))
+    if not waiting:
+        return waiting
+    answer = [k in waiting and not c & AWAITS for k, c in zip(rows.keys, rows.codes, strict=True)]
+    answered = set(zip(compress(rows.keys, answer), compress(rows.seconds, answer), strict=False))
+    return {k for k in waiting if (k, last[k]) not in answered}
+
+
+def _customers(rows: Rows, order: list[int], fi: list[int]) -> dict[int, object]:
+    """Each session's customer: that of its first row, else of its first row with one."""
+    at_first = list(map(rows.customers.__getitem__, fi))
+    known = [c is not None and c != "" and c != 0 for c in at_first]
+    customer = dict(zip(compress(order, known), compress(at_first, known), strict=False))
+    if len(customer) < len(order):  # a first row without one: look further (rare)
+        has = [c is not None and c != "" and c != 0 for c in rows.customers]
+        customer = {**_firsts(rows.keys, rows.customers, has), **customer}
+    return customer
 
 
 def _firsts(keys: list[int], values: list[_V], mask: Sequence[object]) -> dict[int, _V]:

@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 from itertools import groupby
-from operator import attrgetter, itemgetter
+from operator import itemgetter
 
-from exporter.api.records import Record
 from exporter.counting.seen import hashable
 
-_CUSTOMER = attrgetter("customer")
 _FIRST = itemgetter(0)
 _REST = itemgetter(1, 2)
 # The hash of "no customer": None, "" and 0 (an id field sent as a number) are nobody.
@@ -28,9 +26,9 @@ class Customers:
     def __init__(self) -> None:
         self.by_window: dict[int, set[tuple[str, int]]] = {}
 
-    def file(self, rows: list[Record], channels: list[str], windows: list[int]) -> None:
-        """File each record's customer (id, else phone, else e-mail) under its window."""
-        who = list(map(_CUSTOMER, rows))
+    def file(self, who: list[object], channels: list[str], windows: list[int]) -> None:
+        """File each record's customer (id, else phone, else e-mail: `Record.customer`) under
+        its window."""
         try:
             hashes = list(map(hash, who))
         except TypeError:  # a JSON list or object in a customer field

@@ -203,16 +203,16 @@ class Tally:
                 groups[(r.channel, r.rp_id, r.routing_answer, windows[i])] += copies[i] - had[i] - 1
                 counted += copies[i] - had[i] - 1
         transfers = self.ledger.add(groups, self.labels.group)
+        who = list(map(_CUSTOMER, records))
         found = sessions_in(records, channels, answers, transfers)
         if found is not None:
             new = self._sessions(found, last)
             turns = list(map(sub, copies, had)) if repeated else [1] * len(records)
             touched = filed if max(seconds) > last or twins is not None else [last] * len(records)
-            code = self.conversations.code
-            self.conversations.add(
-                Rows.of(found.rows, records, seconds, answers, turns, touched, code), new
-            )
-        self.customers.file(records, channels, windows)
+            talk = self.conversations
+            rows = Rows.of(found.rows, seconds, answers, channels, who, turns, touched, talk.code)
+            talk.add(rows, new)
+        self.customers.file(who, channels, windows)
         return counted
 
     def _sessions(self, found: Found, last: int) -> set[int]:
@@ -233,8 +233,7 @@ class Tally:
         self.customers.forget_before(keep_from)
 
     def forget_before(self, second: int) -> None:
-        """Everything dated before `second` is collected for good: sessions none of whose rows
-        can still come end, and what only a re-read could need is forgotten."""
+        """Everything before `second` is collected: sessions end, what only re-reads need goes."""
         self.conversations.end_before(second)
         self.seen.forget_before(second)
         self.sessions.forget_before(second - self.session_horizon)
