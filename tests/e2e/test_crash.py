@@ -86,7 +86,7 @@ def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, sele
         transferred = by_label(final, "wolkvox_sessions_transferred_total", "channel")
         assert {ch: int(n) for ch, n in transferred.items() if n} == dict(kpis.transferred)
         # Each session observed once when it ended, whenever the kills fell.
-        assert_conversations(conversations(final, "crashy"), rows, 3, 60, recontacts=False)
+        assert_conversations(conversations(final, "crashy"), rows, 3, 60, hours=False)
         assert sim.stats.violations == 0
 
         # SIGTERM: exit 0 with the state saved.

@@ -63,7 +63,7 @@ def test_exporter_process_counts_exactly_what_the_api_served(live_exporter, sele
         assert sum(truth.values()) > 100
         assert interactions(samples) == truth
         talks = conversations(samples, "e2e")
-        assert_conversations(talks, traffic.all_rows(), 3, 60, recontacts=False)
+        assert_conversations(talks, traffic.all_rows(), 3, 60, hours=False)
         outside = samples["wolkvox_records_outside_range_total"][(("operation", "e2e"),)]
         assert (outside > 0) == (select_by == "close")
         newest = samples["wolkvox_newest_record_timestamp_seconds"][(("operation", "e2e"),)]

@@ -188,7 +188,7 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporte
         assert scrapes > 20
         assert interactions(m) == expected_counts(traffic.all_rows())
         talks = conversations(m, "faulty")
-        assert_conversations(talks, traffic.all_rows(), 3, 60, recontacts=False)
+        assert_conversations(talks, traffic.all_rows(), 3, 60, hours=False)
         outcomes = by_label(m, "wolkvox_api_requests_total", "outcome")
         assert outcomes["server_error"] > 0 and outcomes["invalid_response"] > 0
         assert sim.stats.violations == 0

@@ -165,20 +165,23 @@ CONVERSATION_FIELDS = tuple(simulator.Talks.__dataclass_fields__)
 
 
 def assert_conversations(
-    counts: Any, rows: list[simulator.Row], timeout: float, window: float, recontacts: bool = True
+    counts: Any, rows: list[simulator.Row], timeout: float, window: float, hours: bool = True
 ) -> simulator.Talks:
     """Every conversation figure of `counts` (an exporter's Counts, or process.conversations of
     a scrape) equals the ground truth of `rows`, all sessions of which have ended; and the
-    scenario exercised each figure (re-contacts need hours of traffic: `recontacts`)."""
+    scenario exercised each figure. Seconds of real-time traffic (not `hours`) hold a dozen
+    sessions or so: every result need not occur, and no customer comes back."""
     truth = simulator.conversation_truth(rows, timeout, window)
     for name in CONVERSATION_FIELDS:
         got = {k: v for k, v in getattr(counts, name).items() if v}
         assert got == {k: v for k, v in getattr(truth, name).items() if v}, name
     assert not any(counts.sessions_open.values())
-    results = {result for _, result in truth.sessions_ended}
-    assert results == {"transferred", "contained", "abandoned"}
-    assert truth.sessions_with_fallback and truth.session_time_to_transfer
-    assert bool(truth.sessions_recontact) == recontacts
+    assert truth.sessions_ended
+    if hours:
+        results = {result for _, result in truth.sessions_ended}
+        assert results == {"transferred", "contained", "abandoned"}
+        assert truth.sessions_with_fallback and truth.session_time_to_transfer
+        assert truth.sessions_recontact
     return truth
 
 
