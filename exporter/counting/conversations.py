@@ -562,14 +562,15 @@ class Summary:
 
 def _awaiting(rows: Rows, order: list[int], codes: list[int], last: dict[int, int]) -> set[int]:
     """The sessions whose rows at their last second all leave the customer waiting: those
-    whose last row does, unless another row at that second does not (rare: looked for only
-    among those sessions' rows)."""
+    whose last row does, unless their last row that does not is at that second too."""
     waiting = set(compress(order, [c & AWAITS for c in codes]))
     if not waiting:
         return waiting
-    answer = [k in waiting and not c & AWAITS for k, c in zip(rows.keys, rows.codes, strict=True)]
-    answered = set(zip(compress(rows.keys, answer), compress(rows.seconds, answer), strict=False))
-    return {k for k in waiting if (k, last[k]) not in answered}
+    replied = [not c & AWAITS for c in rows.codes]
+    answered = dict(
+        zip(compress(rows.keys, replied), compress(rows.seconds, replied), strict=False)
+    )
+    return {k for k in waiting if answered.get(k) != last[k]}
 
 
 def _customers(rows: Rows, order: list[int], fi: list[int]) -> dict[int, object]:
