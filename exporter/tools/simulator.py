@@ -176,6 +176,14 @@ class Traffic:
 
         return _cached(self._dated, minute, dated, self._lock)
 
+    def forget_before(self, second: int) -> None:
+        """Drop the cached rows no request from `second` on needs: long runs that move
+        forward (benchmarks) keep memory flat; requests before it regenerate them."""
+        with self._lock:
+            for cache, floor in ((self._dated, second), (self._cache, second - self.reach - 60)):
+                for minute in [m for m in cache if m < floor]:
+                    del cache[minute]
+
     def _started(self, minute: int) -> dict[int, list[Row]]:
         """The rows of the sessions started in a minute, by the minute they are dated in."""
 
