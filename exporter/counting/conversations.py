@@ -23,10 +23,12 @@ from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import tzinfo
 from itertools import compress
 from operator import not_, sub
 from typing import TypeVar, cast
 
+from exporter.api import windowing
 from exporter.counting.counts import Counts, TallyState
 from exporter.counting.recontacts import Recontacts
 from exporter.settings.config import FALLBACK, Kpis
@@ -49,6 +51,7 @@ IS_TRANSFER, IS_FALLBACK, AWAITS = 1, 2, 4
 _OPEN = struct.Struct("<qiiiIBHQ")
 _FALLBACK_SEEN, _LAST_AWAITS = 1, 2
 _WHEEL = 60  # seconds per bucket of the end-time wheel
+Spans = list[tuple[int, int, int]]  # repeated wall time: (start, end, shift)
 
 
 @dataclass
@@ -240,6 +243,7 @@ class Conversations:
         secret: bytes,
         outcome: Callable[[str | None], str],
         label: Callable[[str], str],
+        zone: tzinfo,
     ) -> None:
         """`counts` gives the counts to add to; `outcome` a raw routing answer's outcome,
         `label` a raw channel's label value."""
@@ -255,6 +259,8 @@ class Conversations:
         self.channels: list[str] = []  # channel labels, indexed by the packed sessions
         self._channel_index: dict[str, int] = {}
         self._due = Wheel()  # session digests by when they may end
+        self._zone = zone
+        self._spans: Spans = []  # repeated spans near the work at hand
         self._changes = Changes()
 
     def __len__(self) -> int:
@@ -273,6 +279,9 @@ class Conversations:
         read, start in bulk; sessions already open are merged one by one; sessions whose rows
         span more than the timeout (a gap may split them) go row by row."""
         rows = rows.ordered()
+        self._spans = windowing.repeated(
+            rows.seconds[0], rows.seconds[-1] + self.timeout, self._zone
+        )
         summary = Summary.of(rows)
         label, timeout, open_ = self._label, self.timeout, self.open
         first, last = summary.first, summary.last
@@ -315,6 +324,10 @@ class Conversations:
         by_raw = {raw: index(label(raw)) for raw in set(s.channel.values())}
         channels = list(map(by_raw.__getitem__, map(s.channel.__getitem__, keys)))
         blobs, due = s.pack(keys, channels, self.customer_key, self.timeout, self.horizon)
+        if self._spans:  # near a fall-back (twice a year at most): each one's own deadline
+            due = [
+                min(self._quiet(s.last[k], s.touched[k]), s.first[k] + self.horizon) for k in keys
+            ]
         self.open.update(zip(keys, blobs, strict=True))
         self._changes.sessions.update(dict.fromkeys(keys, b""))
         self._due.file_many(keys, due)
@@ -357,14 +370,17 @@ class Conversations:
             if state.first != state.was >= 0:  # an earlier row came: filed elsewhere now
                 self._changes.gone.setdefault(key, state.was)
                 state.was = state.first
-        due = min(max(state.last + self.timeout, state.touched), state.first + self.horizon)
-        self._due.file(key, due)
+        self._due.file(key, min(self._quiet(state.last, state.touched), state.first + self.horizon))
+
+    def _quiet(self, last: int, touched: int) -> int:
+        return quiet_after(last, touched, self.timeout, self._spans)
 
     def end_before(self, second: int) -> None:
         """End every session none of whose rows can still come: every row dated before
         `second` has been collected for good. A session open past the horizon ends as it
         stands, counted as expired."""
         ending: list[tuple[int, int, Open, bool]] = []
+        self._spans = windowing.repeated(second - self.horizon, second + self.horizon, self._zone)
         for filed in self._due.before(second):
             for key in filed:
                 blob = self.open.get(key)
@@ -372,7 +388,7 @@ class Conversations:
                     continue
                 state = Open.unpack(blob)
                 expired = state.first + self.horizon < second
-                if expired or max(state.last + self.timeout, state.touched) < second:
+                if expired or self._quiet(state.last, state.touched) < second:
                     ending.append((state.last, key, state, expired))
                     del self.open[key]  # once, though filed in several buckets
                 else:
@@ -597,6 +613,19 @@ def _latest(keys: list[int], seconds: list[int]) -> dict[int, int]:
     for key, t in zip(keys, seconds, strict=True):
         out[key] = max(t, out.get(key, t))
     return out
+
+
+def quiet_after(last: int, touched: int, timeout: int, spans: Spans) -> int:
+    """The second after which no row of a session whose last row is dated `last` can come.
+    Where clocks go back, a row of the repeated hour's second occurrence reads as its first
+    (DateParser): if the timeout after `last` reaches into a first occurrence (`spans`, from
+    windowing.repeated), rows read as dated there may come until the same wall time has passed
+    the second time."""
+    quiet = max(last + timeout, touched)
+    for start, end, shift in spans:
+        if start <= last + timeout and last < end:
+            quiet = max(quiet, min(last + timeout, end - 1) + shift)
+    return quiet
 
 
 def customer_key(secret: bytes, who: object) -> int:

@@ -93,6 +93,7 @@ class Tally:
             secret if secret is not None else os.urandom(32),
             self.labels.outcome,
             self.labels.channel,
+            settings.zone,
         )
 
     @property

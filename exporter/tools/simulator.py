@@ -180,9 +180,8 @@ class Traffic:
         """Drop the cached rows no request from `second` on needs: long runs that move
         forward (benchmarks) keep memory flat; requests before it regenerate them."""
         with self._lock:
-            for cache, floor in ((self._dated, second), (self._cache, second - self.reach - 60)):
-                for minute in [m for m in cache if m < floor]:
-                    del cache[minute]
+            _trim(self._dated, second)
+            _trim(self._cache, second - self.reach - 60)
 
     def _started(self, minute: int) -> dict[int, list[Row]]:
         """The rows of the sessions started in a minute, by the minute they are dated in."""
@@ -220,7 +219,7 @@ class Traffic:
         channel = rng.choices([c for c, _ in CHANNELS], weights=[w for _, w in CHANNELS])[0]
         rp = rng.choice(ROUTING_POINTS)
         name = rng.choice(FIRST_NAMES)
-        customer_id = _customer(rng, self.seed, self._cycle(minute), regulars)
+        customer_id = _customer(rng, self.seed, _cycle(minute, self.think), regulars)
         phone = "57" + str(int(customer_id) % 509999999 + 3000000000)
         by_phone = rng.random() < 0.1  # no customer_id: known by phone
         conn_id = str(rng.randrange(10**6, 10**7)) if channel.startswith("whatsapp") else "0"
@@ -264,12 +263,6 @@ class Traffic:
             if rng.random() < self.duplicate_fraction:
                 rows.append(Row(date, date + delay, dict(record), chosen))
         return rows
-
-    def _cycle(self, minute: int) -> int:
-        """Which regulars a minute draws from: those of the same minute of the hour (of the
-        same minute of a shorter cycle when `think` shrinks conversations), so that one
-        regular's sessions start a cycle apart, after the earlier one has surely ended."""
-        return minute // 60 % max(2, round(60 * self.think))
 
     def _closes(self, session_id: str, dates: list[int], turns: int) -> list[int]:
         """When each row is selected by close time: the conversation's rows when it closed,
@@ -439,6 +432,18 @@ def _who(record: Mapping[str, object]) -> str:
 
 
 _T = TypeVar("_T")
+
+
+def _cycle(minute: int, think: float) -> int:
+    """Which regulars a minute draws from: those of the same minute of the hour (of the same
+    minute of a shorter cycle when `think` shrinks conversations), so that one regular's
+    sessions start a cycle apart, after the earlier one has surely ended."""
+    return minute // 60 % max(2, round(60 * think))
+
+
+def _trim(cache: OrderedDict[int, _T], floor: int) -> None:
+    for minute in [m for m in cache if m < floor]:
+        del cache[minute]
 
 
 def _cached(

@@ -7,6 +7,7 @@ operation's wall time does: a request for the repeated hour returns both occurre
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 from datetime import datetime
 from pathlib import Path
@@ -14,11 +15,18 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from exporter.api.records import DateParser
 from exporter.state.store import StateStore
 from exporter.tools.backfill.replay import Backfill
 from exporter.tools.backfill.request import Request
 from exporter.tools.simulator import SELECT_BY
-from tests.support.harness import Clock, expected_counts, make_poller, promtool
+from tests.support.harness import (
+    Clock,
+    assert_conversations,
+    expected_counts,
+    make_poller,
+    promtool,
+)
 from tests.unit.test_daylight_saving import CHANGES, IDS, config, traffic
 from tests.unit.test_poller import assert_exact, run_polls
 
@@ -158,3 +166,34 @@ def test_a_catch_up_after_an_outage_across_the_change_is_exact(
     assert poller.cursor is not None and poller.cursor > change + abs(step) + 3600
     assert_exact(poller, t, clock)
     assert sim.stats.inverted == 0 and sim.stats.violations == 0
+
+
+@pytest.mark.parametrize("select_by", SELECT_BY)
+@pytest.mark.parametrize(("zone", "kind", "change", "step"), CHANGES, ids=IDS)
+def test_conversations_through_a_clock_change_are_exact(
+    sim_factory, zone, kind, change, step, select_by
+):
+    """Sessions across the change: every figure as the ground truth has it with each row read
+    the way the exporter reads it (a repeated hour's rows as its first occurrence), so no
+    duration is negative and no session ends before a row of the second occurrence can come.
+    With Wolkvox's 60m timeout, a row of the second occurrence read an hour early still lies
+    within the timeout of its session's rows of the first: no session is split by the change."""
+    start = change - 5400
+    t = dataclasses.replace(traffic(zone, select_by, start), stop=change + 3600)
+    clock = Clock(start)
+    _, url = sim_factory(t, clock)
+    timeouts = {"session_timeout": "60m", "recontact_window": "1h"}
+    cfg = config(url, zone, kpis=timeouts)
+    poller = make_poller(cfg, clock)
+    run_polls(poller, clock, 66, 300, 60)  # past the traffic's end, its timeout and look-back
+    snap = poller.snapshot()
+    assert snap.collected_until is not None
+    assert snap.collected_until > t.quiet_after + 3600 + 600
+    parse = DateParser(ZoneInfo(zone))
+    assert poller.origin is not None
+    rows = t.rows(poller.origin, snap.collected_until - 1, now=clock.now)
+    read = [dataclasses.replace(r, date=parse(str(r.record["date"])) or 0) for r in rows]
+    assert snap.counts.interactions == dict(expected_counts(rows))
+    truth = assert_conversations(snap.counts, read, 3600, 3600, hours=False)
+    assert min(truth.session_duration_sum.values()) >= 0
+    assert sum(truth.sessions_ended.values()) > 100
