@@ -177,8 +177,8 @@ class Tally:
             # A later request returns a row only if its range holds the time the API selects
             # the row by, which lay inside this range: so the row is kept until `last` leaves
             # the re-read horizon, whatever its own date.
-            self.seen.admit_many(fps, copies, had, [last] * len(seconds))
-            filed = []
+            filed = [last] * len(seconds)
+            self.seen.admit_many(fps, copies, had, filed)
         else:
             horizon = last + FUTURE_HORIZON
             filed = [last if s <= last else min(s, horizon) for s in seconds]
@@ -209,9 +209,8 @@ class Tally:
         if found is not None:
             new = self._sessions(found, last)
             turns = list(map(sub, copies, had)) if repeated else [1] * len(records)
-            touched = filed if max(seconds) > last or twins is not None else [last] * len(records)
-            talk = self.conversations
-            rows = Rows.of(found.rows, seconds, answers, channels, who, turns, touched, talk.code)
+            talk = self.conversations  # a session's rows come back as long as its rows do
+            rows = Rows.of(found.rows, seconds, answers, channels, who, turns, filed, talk.code)
             talk.add(rows, new)
         self.customers.file(who, channels, windows)
         return counted
