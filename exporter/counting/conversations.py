@@ -31,6 +31,7 @@ from typing import TypeVar, cast
 from exporter.api import windowing
 from exporter.counting.counts import Counts, TallyState
 from exporter.counting.recontacts import Recontacts
+from exporter.counting.wheel import Wheel
 from exporter.settings.config import FALLBACK, Kpis
 from exporter.settings.config import TRANSFERRED as TRANSFERRED_OUTCOME
 
@@ -258,7 +259,7 @@ class Conversations:
         self.recontacts = Recontacts(self.window, self.horizon)
         self.channels: list[str] = []  # channel labels, indexed by the packed sessions
         self._channel_index: dict[str, int] = {}
-        self._due = Wheel()  # session digests by when they may end
+        self._due = Wheel(_WHEEL)  # session digests by the minute they may end in
         self._zone = zone
         self._spans: Spans = []  # repeated spans near the work at hand
         self._changes = Changes()
@@ -342,7 +343,7 @@ class Conversations:
         after = self._counts().session_rows_after_end
         for i in picked:
             key, second, who = rows.keys[i], rows.seconds[i], rows.customers[i]
-            customer = 0 if who is None or who == "" or who == 0 else self.customer_key(who)
+            customer = self.customer_key(who) if somebody(who) else 0
             part = rows.part(i, self.channel_index(label(rows.channels[i])), customer)
             blob = self.open.get(key)
             state = None if blob is None else Open.unpack(blob)
@@ -441,38 +442,6 @@ class Conversations:
             self._store(key, Open.unpack(blob), changed=False)
         self.recontacts.load(saved.recontact_customers)
         self._changes = Changes()
-
-
-class Wheel:
-    """Session digests filed by the minute they may end at: ending looks at the minutes that
-    passed, not at every open session. A session is filed again each time it changes; the
-    copies left behind are skipped when their minute comes."""
-
-    def __init__(self) -> None:
-        self.buckets: dict[int, list[int]] = {}
-
-    def file(self, key: int, second: int) -> None:
-        bucket = second - second % _WHEEL
-        filed = self.buckets.get(bucket)
-        if filed is None:
-            self.buckets[bucket] = [key]
-        else:
-            filed.append(key)
-
-    def file_many(self, keys: list[int], seconds: list[int]) -> None:
-        buckets = self.buckets
-        for key, second in zip(keys, seconds, strict=True):
-            bucket = second - second % _WHEEL
-            filed = buckets.get(bucket)
-            if filed is None:
-                buckets[bucket] = [key]
-            else:
-                filed.append(key)
-
-    def before(self, second: int) -> list[list[int]]:
-        """Take out the digests of the minutes that began before `second`, oldest first."""
-        due = sorted(b for b in self.buckets if b < second)
-        return [self.buckets.pop(b) for b in due]
 
 
 @dataclass
@@ -592,10 +561,10 @@ def _awaiting(rows: Rows, order: list[int], codes: list[int], last: dict[int, in
 def _customers(rows: Rows, order: list[int], fi: list[int]) -> dict[int, object]:
     """Each session's customer: that of its first row, else of its first row with one."""
     at_first = list(map(rows.customers.__getitem__, fi))
-    known = [c is not None and c != "" and c != 0 for c in at_first]
+    known = list(map(somebody, at_first))
     customer = dict(zip(compress(order, known), compress(at_first, known), strict=False))
     if len(customer) < len(order):  # a first row without one: look further (rare)
-        has = [c is not None and c != "" and c != 0 for c in rows.customers]
+        has = list(map(somebody, rows.customers))
         customer = {**_firsts(rows.keys, rows.customers, has), **customer}
     return customer
 
@@ -626,6 +595,11 @@ def quiet_after(last: int, touched: int, timeout: int, spans: Spans) -> int:
         if start <= last + timeout and last < end:
             quiet = max(quiet, min(last + timeout, end - 1) + shift)
     return quiet
+
+
+def somebody(who: object) -> bool:
+    """Whether a customer field names someone: None, "" and 0 (an id sent as a number) do not."""
+    return who is not None and who != "" and who != 0
 
 
 def customer_key(secret: bytes, who: object) -> int:

@@ -10,6 +10,8 @@ not every one.
 
 from __future__ import annotations
 
+from exporter.counting.wheel import Wheel
+
 _WHEEL = 600
 
 
@@ -18,7 +20,7 @@ class Recontacts:
         self.window = window
         self.keep = window + horizon
         self.customers: dict[int, int] = {}  # keyed digest -> last << 2 | result
-        self._expiring: dict[int, list[int]] = {}  # wheel bucket -> customer digests
+        self._expiring = Wheel(_WHEEL)  # customer digests by when they may be forgotten
         self._changed: set[int] = set()
         self._moved: dict[int, int] = {}  # customers filed elsewhere in the database: -> last
         self._floor: int | None = None
@@ -40,27 +42,25 @@ class Recontacts:
             self._moved.setdefault(customer, before)
         self.customers[customer] = last << 2 | result
         self._changed.add(customer)
-        self._file(customer, last + self.keep)
+        self._expiring.file(customer, last + self.keep)
         return previous
-
-    def _file(self, customer: int, expiry: int) -> None:
-        self._expiring.setdefault(expiry - expiry % _WHEEL, []).append(customer)
 
     def forget_before(self, second: int) -> None:
         """Forget customers whose latest session ended longer than the window and a horizon
         before `second`, everything before which has been collected."""
         floor = second - self.keep
         self._floor = floor
-        for bucket in [b for b in self._expiring if b + _WHEEL <= second]:
-            for who in self._expiring.pop(bucket):
+        for filed in self._expiring.before(second - _WHEEL + 1):  # buckets ended by `second`
+            for who in filed:
                 value = self.customers.get(who)
                 if value is None:
                     continue
                 if value >> 2 < floor:
                     del self.customers[who]
                     self._changed.discard(who)
-                else:  # a later session moved it on: filed again where it is due
-                    self._file(who, max((value >> 2) + self.keep, bucket + _WHEEL))
+                else:  # a later session moved it on: filed again where it is due (a bucket
+                    # not taken out yet, as it ends after `second`)
+                    self._expiring.file(who, (value >> 2) + self.keep)
 
     def pending(self) -> tuple[dict[int, int], dict[int, int], int | None]:
         """Since the last `saved()`: the customers changed, where those that moved were filed
@@ -77,4 +77,4 @@ class Recontacts:
     def load(self, customers: dict[int, int]) -> None:
         for who, value in customers.items():
             self.customers[who] = value
-            self._file(who, (value >> 2) + self.keep)
+            self._expiring.file(who, (value >> 2) + self.keep)
