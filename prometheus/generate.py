@@ -192,7 +192,7 @@ def recording_rules(m: Monitoring) -> list[dict[str, Any]]:
     ]
 
 
-def _share(m: Monitoring, part: str, whole: str, window: str, by: str = "") -> str:
+def _share(part: str, whole: str, window: str, by: str = "") -> str:
     """The share `part` of the sessions ended in `window` (`whole` picks them), by operation
     and channel: no sample where none ended, rather than a division by zero."""
     keys = f"operation, channel{by}"
@@ -218,7 +218,7 @@ def conversation_rules(m: Monitoring) -> list[dict[str, Any]]:
         rules.append(
             {
                 "record": f"operation_channel:wolkvox_bot_containment:ratio{window}",
-                "expr": _share(m, contained, ended, window),
+                "expr": _share(contained, ended, window),
             }
         )
     # Contained and not back within the recontact window: of the day's ended sessions, those
@@ -229,7 +229,7 @@ def conversation_rules(m: Monitoring) -> list[dict[str, Any]]:
             "record": "operation_channel:wolkvox_bot_containment_without_recontact:ratio1d",
             "expr": (
                 "clamp_min(\n  operation_channel:wolkvox_bot_containment:ratio1d\n  -\n  "
-                + _share(m, back, ended, "1d").rstrip().replace("\n", "\n  ")
+                + _share(back, ended, "1d").rstrip().replace("\n", "\n  ")
                 + ",\n  0\n)\n"
             ),
         }
@@ -240,15 +240,15 @@ def conversation_rules(m: Monitoring) -> list[dict[str, Any]]:
     rules += [
         {
             "record": "operation_channel:wolkvox_sessions_abandoned:ratio1h",
-            "expr": _share(m, abandoned, ended, "1h"),
+            "expr": _share(abandoned, ended, "1h"),
         },
         {
             "record": "operation_channel:wolkvox_sessions_with_fallback:ratio1h",
-            "expr": _share(m, fallback, ended, "1h"),
+            "expr": _share(fallback, ended, "1h"),
         },
         {
             "record": "operation_channel_previous:wolkvox_sessions_recontact:ratio1d",
-            "expr": _share(m, recontact, ended, "1d", ", previous"),
+            "expr": _share(recontact, ended, "1d", ", previous"),
         },
     ]
     for name in (

@@ -83,20 +83,14 @@ def duration(s: Snapshot) -> Iterable[tuple[tuple[str, ...], Buckets]]:
     return [((), (counts, s.duration_sum))]
 
 
-def _session_channels(s: Snapshot) -> list[str]:
-    """Channels with traffic or sessions: their session series are exposed at 0 too."""
-    c = s.counts
-    return sorted({k[0] for k in c.interactions} | set(c.sessions_open))
-
-
 def _by_session_channel(
     field: Callable[[Counts], dict[str, int]],
 ) -> Callable[[Snapshot], Iterable[Sample]]:
-    """A series per channel with traffic or sessions."""
+    """A series per channel with traffic (every session's channel has some), 0 included."""
 
     def read(s: Snapshot) -> Iterable[Sample]:
         values = field(s.counts)
-        return (((ch,), float(values.get(ch, 0))) for ch in _session_channels(s))
+        return (((ch,), float(values.get(ch, 0))) for ch in _channels(s))
 
     return read
 
@@ -108,7 +102,7 @@ def _sessions_by(
 
     def read(s: Snapshot) -> Iterable[Sample]:
         values = field(s.counts)
-        for ch in _session_channels(s):
+        for ch in _channels(s):
             for result in RESULTS:
                 yield (ch, result), float(values.get((ch, result), 0))
 
@@ -125,7 +119,7 @@ def _histogram(
 
     def read(s: Snapshot) -> Iterable[tuple[tuple[str, ...], Buckets]]:
         values, total = observed(s.counts), sums(s.counts)
-        for ch in _session_channels(s):
+        for ch in _channels(s):
             cumulative, out = 0, []
             for i, edge in enumerate(edges):
                 cumulative += values.get((ch, i), 0)
