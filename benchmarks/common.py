@@ -9,17 +9,17 @@ from collections.abc import Callable
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from exporter.tools.simulator import Row, Traffic
+from benchmarks.pinned import PinnedTraffic
+from exporter.tools.simulator import Row
 
 ZONE = ZoneInfo("America/Bogota")
 T0 = 1_790_000_100
 
 
 def answer_bytes(records: int, seed: int = 1, start: int = T0) -> tuple[bytes, int, int]:
-    """A diagram_9 answer of about `records` rows as the API sends it, and its date range."""
-    traffic = Traffic(
-        seed=seed, zone=ZONE, rate_per_minute=600, daily_curve=False, duplicate_fraction=0.01
-    )
+    """A diagram_9 answer of about `records` rows as the API sends it (pinned traffic), and
+    its date range."""
+    traffic = PinnedTraffic(seed=seed, zone=ZONE, rate_per_minute=600)
     rows: list[Row] = []
     end = start
     while len(rows) < records:
