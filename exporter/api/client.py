@@ -10,14 +10,17 @@ from __future__ import annotations
 import hashlib
 import http.client
 import logging
+import os
+import queue
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TypeVar
+from urllib.parse import urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 import msgspec
@@ -182,7 +185,7 @@ def _classify_refusal(status: int, text: str) -> Outcome:
     return Outcome.HTTP_ERROR
 
 
-def _retry_after(response: requests.Response) -> float | None:
+def _retry_after(response: urllib3.BaseHTTPResponse) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if value.isdigit():
         return float(value)
@@ -262,14 +265,17 @@ class Client:
     def __post_init__(self) -> None:
         if self.ending is None:
             self.ending = self.stop
-        self.session = requests.Session()
-        self.session.headers["User-Agent"] = f"wolkvox-exporter/{__version__}"
-        # Only encodings whose inflating is bounded below (no brotli or zstd surprises).
-        self.session.headers["Accept-Encoding"] = "gzip, deflate"
+        headers = {
+            "User-Agent": f"wolkvox-exporter/{__version__}",
+            # Only encodings whose inflating is bounded below (no brotli or zstd surprises).
+            "Accept-Encoding": "gzip, deflate",
+        }
         if self.server:
             # The vendor's Postman collection sends it with every call, and one public client
             # found it required; it costs nothing.
-            self.session.headers["wolkvox_server"] = self.server
+            headers["wolkvox_server"] = self.server
+        self._pool = connection_pool(self.url, headers, self.connect_timeout, self.timeout)
+        self._exchanger = Exchanger(self._pool)
 
     @classmethod
     def for_operation(
@@ -304,7 +310,8 @@ class Client:
         return f"Client(url={self.url!r})"
 
     def close(self) -> None:
-        self.session.close()
+        self._exchanger.close()
+        self._pool.clear()
 
     def fetch(self, first: int, last: int) -> Answer:
         """Fetch the rows dated in the inclusive range `[first, last]` (epoch seconds)."""
@@ -366,68 +373,186 @@ class Client:
 
     def _get(self, url: str, params: dict[str, str]) -> tuple[int, bytes, float | None]:
         """One GET, bounded as a whole: `timeout` covers connecting, headers and body together
-        (requests' own timeout bounds each read, so an answer dripping a byte at a time would
-        never end), and the body, inflated, may not pass `max_response_bytes`.
+        (a socket timeout bounds each read, so an answer dripping a byte at a time would never
+        end), and the body, inflated, may not pass `max_response_bytes`.
 
-        The exchange runs in a worker thread that the caller stops waiting for at the deadline;
-        the worker then hangs up the connection and ends."""
-        box = _Exchange()
-        abandoned = threading.Event()
-        worker = threading.Thread(
-            target=self._exchange_into,
-            args=(url, params, box, abandoned),
-            name="api-exchange",
-            daemon=True,
-        )
-        worker.start()
+        The exchange runs in the client's exchange thread, which the caller stops waiting for
+        at the deadline; the thread then hangs up the connection and takes the next request."""
+        job = _Job(url + "?" + urlencode(params), self.token, self.max_response_bytes)
+        self._exchanger.submit(job)
         deadline = time.monotonic() + self.timeout
-        while worker.is_alive():
-            worker.join(min(0.2, max(0.0, deadline - time.monotonic())))
-            if not worker.is_alive():
-                break
+        while not job.done.wait(min(0.2, max(0.0, deadline - time.monotonic()))):
             stopping = self.stop is not None and self.stop.is_set()
             if stopping or time.monotonic() >= deadline:
-                abandoned.set()
-                _hang_up(box.response)
+                job.abandon()
                 if stopping:
                     raise ApiError(Outcome.CONNECTION_ERROR, "stopping")
                 raise ApiError(Outcome.TIMEOUT, "no complete answer within polling.timeout")
-        if box.error is not None:
-            raise _classify_exception(box.error)
-        assert box.result is not None
-        return box.result
+        if job.error is not None:
+            raise _classify_exception(job.error)
+        assert job.result is not None
+        return job.result
 
-    def _exchange_into(
-        self, url: str, params: dict[str, str], box: _Exchange, abandoned: threading.Event
-    ) -> None:
-        response: requests.Response | None = None
-        try:
-            response = self.session.get(
-                url,
-                params=params,
-                headers={"wolkvox-token": self.token},
-                timeout=(self.connect_timeout, self.timeout),
-                allow_redirects=False,
-                stream=True,
-            )
-            box.response = response
-            body = _read_body(response, self.max_response_bytes, abandoned)
-            box.result = (response.status_code, body, _retry_after(response))
-        except BaseException as exc:  # handed to the caller, who classifies it
-            box.error = exc
-        finally:
-            if response is not None:
-                response.close()
+
+def connection_pool(
+    url: str, headers: dict[str, str], connect_timeout: float, timeout: float
+) -> urllib3.PoolManager:
+    """Keep-alive connections to the API's host, reused from one request to the next.
+
+    urllib3 directly rather than `requests`: the exporter makes one kind of GET and reads the
+    body itself, and `requests` charged each call for work it does not need (environment,
+    netrc and proxy look-ups, hooks, a response object), and closed the streamed connection
+    instead of keeping it. What `requests` read from the environment is honoured as it did,
+    read once here: HTTPS_PROXY / HTTP_PROXY / ALL_PROXY / NO_PROXY, and REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE, else certifi's CA bundle, to verify the API's certificate.
+    """
+    ca: str | None = None
+    if url.lower().startswith("https:"):
+        ca = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        ca = ca or requests.utils.DEFAULT_CA_BUNDLE_PATH
+    timeouts = urllib3.Timeout(connect=connect_timeout, read=timeout)
+    proxies = requests.utils.get_environ_proxies(url)
+    proxy = proxies.get(urlsplit(url).scheme.lower()) or proxies.get("all")
+    # Two connections: an abandoned exchange may still hold one while the next request runs.
+    if proxy:
+        return urllib3.ProxyManager(
+            proxy,
+            num_pools=2,
+            headers=headers,
+            timeout=timeouts,
+            retries=False,
+            maxsize=2,
+            block=False,
+            cert_reqs="CERT_REQUIRED" if ca else None,
+            ca_certs=ca,
+        )
+    return urllib3.PoolManager(
+        num_pools=2,
+        headers=headers,
+        timeout=timeouts,
+        retries=False,
+        maxsize=2,
+        block=False,
+        cert_reqs="CERT_REQUIRED" if ca else None,
+        ca_certs=ca,
+    )
 
 
 @dataclass
-class _Exchange:
-    """What the worker thread of one GET hands back: the response while it is read (so the
-    caller can hang it up at the deadline), then the result or the exception."""
+class _Job:
+    """One GET for the exchange thread, and what it hands back: the response while it is read
+    (so the caller can hang it up at the deadline), then the result or the exception."""
 
-    response: requests.Response | None = None
+    url: str
+    token: str
+    limit: int
+    response: urllib3.BaseHTTPResponse | None = None
     result: tuple[int, bytes, float | None] | None = None
     error: BaseException | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    abandoned: threading.Event = field(default_factory=threading.Event)
+
+    def abandon(self) -> None:
+        """Given up by the caller: wake the thread if it is blocked reading the answer."""
+        self.abandoned.set()
+        _hang_up(self.response)
+
+
+class Exchanger:
+    """The thread that makes a client's GETs, one at a time, kept for the client's life.
+
+    A thread per request cost its start and its end at every call. One thread per client
+    cannot serve a request while an abandoned one still runs (a connect that the deadline gave
+    up on ends only at its own timeout): the busy thread is then left to finish alone and a
+    new one takes over, so a request never waits for one given up on."""
+
+    def __init__(self, pool: urllib3.PoolManager) -> None:
+        self._pool = pool
+        self._lock = threading.Lock()
+        self._jobs: queue.SimpleQueue[_Job | None] | None = None
+        self._current: _Job | None = None
+
+    def submit(self, job: _Job) -> None:
+        with self._lock:
+            busy = self._current is not None and not self._current.done.is_set()
+            if self._jobs is None or busy:
+                if self._jobs is not None:
+                    self._jobs.put(None)  # the busy thread ends after its job
+                self._jobs = queue.SimpleQueue()
+                threading.Thread(
+                    target=self._serve, args=(self._jobs,), name="api-exchange", daemon=True
+                ).start()
+            self._current = job
+            self._jobs.put(job)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._jobs is not None:
+                self._jobs.put(None)
+                self._jobs = None
+
+    def _serve(self, jobs: queue.SimpleQueue[_Job | None]) -> None:
+        while (job := jobs.get()) is not None:
+            try:
+                job.result = self._exchange(job)
+            except BaseException as exc:  # handed to the caller, who classifies it
+                job.error = exc
+            finally:
+                job.done.set()
+
+    def _exchange(self, job: _Job) -> tuple[int, bytes, float | None]:
+        response = self._open(job)
+        job.response = response
+        complete = False
+        try:
+            if job.abandoned.is_set():
+                raise _Abandoned()
+            body = _read_body(response, job.limit, job.abandoned)
+            complete = True
+            return response.status, body, _retry_after(response)
+        finally:
+            if not complete:
+                response.close()  # a connection with unread bytes is not reused
+            response.release_conn()
+
+    def _open(self, job: _Job) -> urllib3.BaseHTTPResponse:
+        """The response's head. A kept-alive connection the server closed while idle fails
+        before any answer: that request is sent once more, on a new connection (the API never
+        saw it, so the token was not in use). Failing before an answer is a connection error,
+        as it was through `requests`."""
+        pool = self._pool.connection_from_url(job.url)
+        made = pool.num_connections
+        try:
+            return self._send(job)
+        except urllib3.exceptions.ProtocolError as exc:
+            reason = _reason(exc)
+            stale = isinstance(reason, http.client.RemoteDisconnected | ConnectionError)
+            if pool.num_connections != made or not stale or job.abandoned.is_set():
+                raise _NoAnswer(type(reason).__name__) from None
+        try:
+            return self._send(job)
+        except urllib3.exceptions.ProtocolError as exc:
+            raise _NoAnswer(type(_reason(exc)).__name__) from None
+
+    def _send(self, job: _Job) -> urllib3.BaseHTTPResponse:
+        return self._pool.urlopen(
+            "GET",
+            job.url,
+            headers={**self._pool.headers, "wolkvox-token": job.token},
+            redirect=False,
+            retries=False,
+            preload_content=False,
+        )
+
+
+class _NoAnswer(ConnectionError):
+    """The connection failed before an answer began."""
+
+
+def _reason(exc: urllib3.exceptions.ProtocolError) -> BaseException:
+    """What broke the connection: urllib3 passes it as the error's last argument."""
+    reason = exc.args[-1] if exc.args else None
+    return reason if isinstance(reason, BaseException) else exc
 
 
 class _TooLarge(Exception):
@@ -438,7 +563,7 @@ class _Abandoned(Exception):
     pass
 
 
-def _read_body(response: requests.Response, limit: int, abandoned: threading.Event) -> bytes:
+def _read_body(response: urllib3.BaseHTTPResponse, limit: int, abandoned: threading.Event) -> bytes:
     """The body, inflated as it arrives, a receive at a time, never more than `limit` bytes: a
     gzip answer that inflates to gigabytes costs no more memory than the limit."""
     announced = response.headers.get("Content-Length", "").strip()
@@ -447,10 +572,9 @@ def _read_body(response: requests.Response, limit: int, abandoned: threading.Eve
         raise _TooLarge(f"Content-Length {announced}")
     if encoded not in ("", "identity", "gzip", "x-gzip", "deflate"):
         raise urllib3.exceptions.DecodeError(f"unexpected Content-Encoding {encoded}")
-    raw = response.raw
     body = bytearray()
     while True:
-        chunk = raw.read1(1 << 16, decode_content=True)
+        chunk = response.read1(1 << 16, decode_content=True)
         if not chunk:
             break
         body += chunk
@@ -461,11 +585,11 @@ def _read_body(response: requests.Response, limit: int, abandoned: threading.Eve
     return bytes(body)
 
 
-def _hang_up(response: requests.Response | None) -> None:
-    """Wake a worker blocked reading an abandoned answer by shutting its socket down."""
+def _hang_up(response: urllib3.BaseHTTPResponse | None) -> None:
+    """Wake a thread blocked reading an abandoned answer by shutting its socket down."""
     if response is None:
         return
-    sock = getattr(getattr(response.raw, "connection", None), "sock", None)
+    sock = getattr(response.connection, "sock", None)
     try:
         if sock is not None:
             sock.shutdown(socket.SHUT_RDWR)
@@ -479,23 +603,27 @@ def _classify_exception(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, _TooLarge):
         return ApiError(Outcome.TOO_LARGE, str(exc))
-    if isinstance(exc, requests.Timeout | urllib3.exceptions.TimeoutError):
+    if isinstance(
+        exc,
+        urllib3.exceptions.NewConnectionError  # a ConnectTimeoutError to urllib3, not to us
+        | urllib3.exceptions.SSLError
+        | urllib3.exceptions.ProxyError
+        | ConnectionError,
+    ):
+        return ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__)
+    if isinstance(exc, urllib3.exceptions.TimeoutError | TimeoutError):
         return ApiError(Outcome.TIMEOUT)
     if isinstance(
         exc,
         urllib3.exceptions.ProtocolError
         | urllib3.exceptions.DecodeError
-        | requests.exceptions.ChunkedEncodingError
-        | requests.exceptions.ContentDecodingError
         | http.client.IncompleteRead,
     ):
         # Cut off mid-answer, or not inflatable: asking again is safe.
         return ApiError(
             Outcome.INVALID_RESPONSE, f"answer cut off or undecodable ({type(exc).__name__})"
         )
-    if isinstance(exc, requests.ConnectionError | ConnectionError):
-        return ApiError(Outcome.CONNECTION_ERROR, type(exc).__name__)
-    if isinstance(exc, requests.RequestException | OSError):
+    if isinstance(exc, urllib3.exceptions.HTTPError | OSError):
         return ApiError(Outcome.HTTP_ERROR, type(exc).__name__)
     return ApiError(Outcome.HTTP_ERROR, f"unexpected {type(exc).__name__}")
 

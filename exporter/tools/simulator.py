@@ -777,7 +777,9 @@ def _wall_epoch(text: str, zone: ZoneInfo, fold: int) -> int:
 
 class _Handler(BaseHTTPRequestHandler):
     sim: ClassVar[Simulator]
-    timeout = 30
+    timeout = 30  # a kept-alive connection idle this long is closed, as web servers do
+    # Keep-alive, as the vendor's web servers answer: every reply carries its Content-Length.
+    protocol_version = "HTTP/1.1"
 
     def do_GET(self) -> None:
         url = urlsplit(self.path)
