@@ -376,10 +376,10 @@ class Conversations:
     def _quiet(self, last: int, touched: int) -> int:
         return quiet_after(last, touched, self.timeout, self._spans)
 
-    def end_before(self, second: int) -> None:
+    def end_before(self, second: int) -> int:
         """End every session none of whose rows can still come: every row dated before
         `second` has been collected for good. A session open past the horizon ends as it
-        stands, counted as expired."""
+        stands, counted as expired. Returns how many ended."""
         ending: list[tuple[int, int, Open, bool]] = []
         self._spans = windowing.repeated(second - self.horizon, second + self.horizon, self._zone)
         for filed in self._due.before(second):
@@ -399,6 +399,7 @@ class Conversations:
         for _, key, state, expired in ending:
             self._end(key, state, expired)
         self.recontacts.forget_before(second)
+        return len(ending)
 
     def _end(self, key: int, state: Open, expired: bool) -> None:
         """Observe a session once, and its customer's re-contact."""

@@ -97,6 +97,7 @@ class Ledger:
         # Counts per window start, for windows whose rows may still arrive (late rows, re-reads).
         self.by_window: dict[int, dict[LabelKey, int]] = {}
         self.last_active: dict[LabelKey, float] = {}  # when a label set last had traffic
+        self._shown = True  # whether last_window may hold a value other than 0
 
     def busiest_window(self) -> int | None:
         """Rows of the busiest window still held for the last-window gauge, if any: the
@@ -142,29 +143,38 @@ class Ledger:
 
     def publish(
         self, window_start: int, now: float, keep_from: int, customers: Counter[str]
-    ) -> None:
+    ) -> bool:
         """Expose the counts of the window that just completed as the last-window gauges, with
         its distinct `customers` by channel label.
 
         A label set that had traffic earlier reports 0 instead of vanishing, so panels show a drop
-        rather than a gap; it is removed once quiet for `retention`.
+        rather than a gap; it is removed once quiet for `retention`. Returns whether anything
+        shown changed: a quiet operation's publish usually changes nothing.
         """
         last_window = self.counts.last_window
-        for key in last_window:
-            last_window[key] = 0
-        for key, n in self.by_window.get(window_start, {}).items():
+        shown = self._shown
+        if shown:
+            for key in last_window:
+                last_window[key] = 0
+        window = self.by_window.get(window_start, {})
+        for key, n in window.items():
             last_window[key] = n
             self.last_active[key] = now
+        self._shown = bool(window)
         horizon = now - self.retention
-        for key in [k for k, t in self.last_active.items() if t < horizon]:
+        dropped = [k for k, t in self.last_active.items() if t < horizon]
+        for key in dropped:
             del self.last_active[key]
             last_window.pop(key, None)
         for start in [s for s in self.by_window if s < keep_from]:
             del self.by_window[start]
         # The same channels as the interactions gauge, 0 when no customer came.
-        self.counts.customers_last_window = {
-            ch: customers.get(ch, 0) for ch in sorted({k[0] for k in last_window})
-        }
+        distinct = {ch: customers.get(ch, 0) for ch in sorted({k[0] for k in last_window})}
+        changed = shown or bool(window) or bool(dropped)
+        if changed or distinct != self.counts.customers_last_window:
+            self.counts.customers_last_window = distinct
+            return True
+        return False
 
     def state(self) -> TallyState:
         """The counts and books, copied; the tally adds the dedupe and session stores."""
@@ -175,6 +185,7 @@ class Ledger:
         )
 
     def restore(self, saved: TallyState) -> None:
+        self._shown = True
         self.counts = saved.counts.copy()
         self.by_window = {s: dict(w) for s, w in saved.by_window.items()}
         self.last_active = dict(saved.last_active)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import gc
 import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import compress, count, repeat
 from operator import attrgetter, mod, sub
@@ -83,6 +84,9 @@ class Tally:
         self.outcome_names = self.labels.classify.names
         self.ledger = Ledger(settings.labels.last_window_retention)
         self.zone = settings.zone
+        # Changes whenever the counts may have: a commit that finds it unchanged saves and
+        # publishes only where the poller stands (Poller.commit).
+        self.revision = 0
         self.parse_date = DateParser(settings.zone)
         self.seen = SeenRows()
         self.sessions = Sessions()
@@ -134,6 +138,8 @@ class Tally:
         self, answer: Answer, first: int, last: int, windows: tuple[int, int] | None
     ) -> Ingested:
         result = Ingested(received=answer.size)
+        if answer.size:
+            self.revision += 1
         decoded, fresh = fresh_rows(answer, self.seen.copies)
         records, seconds, fresh, rejects = countable(decoded, fresh, self.parse_date)
         lowest, highest = (min(seconds), max(seconds)) if records else (first, last)
@@ -207,7 +213,7 @@ class Tally:
         who = list(map(_CUSTOMER, records))
         found = sessions_in(records, channels, answers, transfers)
         if found is not None:
-            new = self._sessions(found, last)
+            new = _admit(self.sessions, self.ledger, self.labels.channel, found, last)
             turns = list(map(sub, copies, had)) if repeated else [1] * len(records)
             talk = self.conversations  # a session's rows come back as long as its rows do
             rows = Rows.of(found.rows, seconds, answers, channels, who, turns, filed, talk.code)
@@ -215,26 +221,18 @@ class Tally:
         self.customers.file(who, channels, windows)
         return counted
 
-    def _sessions(self, found: Found, last: int) -> set[int]:
-        """Count sessions new to us, and sessions whose first transfer is in these rows; return
-        the new ones."""
-        new, newly_transferred = self.sessions.admit(found.channels, found.transferred, last)
-        channel, raw = self.labels.channel, found.channels
-        self.ledger.add_sessions(
-            (channel(raw[k]) for k in new), (channel(raw[k]) for k in newly_transferred)
-        )
-        return set(new)
-
     def publish(self, window_start: int, now: float, keep_from: int) -> None:
         """Expose the window that just completed as the last-window gauges (see
         `Ledger.publish`), with its distinct customers."""
         distinct = self.customers.distinct(window_start, self.labels.channel)
-        self.ledger.publish(window_start, now, keep_from, distinct)
+        if self.ledger.publish(window_start, now, keep_from, distinct):
+            self.revision += 1
         self.customers.forget_before(keep_from)
 
     def forget_before(self, second: int) -> None:
         """Everything before `second` is collected: sessions end, what only re-reads need goes."""
-        self.conversations.end_before(second)
+        if self.conversations.end_before(second):
+            self.revision += 1
         self.seen.forget_before(second)
         self.sessions.forget_before(second - self.session_horizon)
         # No row dated before `second` is read again, so customers of windows that ended before
@@ -269,12 +267,26 @@ class Tally:
     def restore(self, saved: TallyState) -> None:
         """Resume from a saved state: counters continue, known rows stay known, and label
         values keep their names."""
+        self.revision += 1
         self.ledger.restore(saved)
         for key in saved.counts.interactions:
             self.labels.admit(key)
         self.seen.load(saved.seen)
         self.sessions.load(saved.session_buckets, [saved.session_transfers])
         self.conversations.load(saved)
+
+
+def _admit(
+    sessions: Sessions, ledger: Ledger, channel: Callable[[str], str], found: Found, last: int
+) -> set[int]:
+    """Count sessions new to us, and sessions whose first transfer is in these rows; return
+    the new ones."""
+    new, newly_transferred = sessions.admit(found.channels, found.transferred, last)
+    raw = found.channels
+    ledger.add_sessions(
+        (channel(raw[k]) for k in new), (channel(raw[k]) for k in newly_transferred)
+    )
+    return set(new)
 
 
 def _outside(seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested) -> int:

@@ -110,7 +110,15 @@ class WolkvoxCollector(Collector):
         cached = self._samples.get((encoder, snap.name))
         if cached is not None and cached[0] is snap:
             return cached[1]
-        bodies = [self._encode(encoder, snap, family) for family in families.OPERATION]
+        if cached is not None and cached[0].counts is snap.counts:
+            # A commit that counted nothing new shares the counts it published before: only
+            # the health families can have changed.
+            bodies = [
+                self._encode(encoder, snap, family) if family.name in families.HEALTH else old
+                for family, old in zip(families.OPERATION, cached[1], strict=True)
+            ]
+        else:
+            bodies = [self._encode(encoder, snap, family) for family in families.OPERATION]
         self._samples[(encoder, snap.name)] = (snap, bodies)
         return bodies
 

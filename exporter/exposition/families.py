@@ -390,6 +390,23 @@ OPERATION: tuple[Family, ...] = (
     ),
 )
 
+# The families that read how the polling goes rather than what was counted: a commit that
+# counted nothing new (the tally unchanged) renders only these again.
+HEALTH = frozenset(
+    {
+        "wolkvox_up",
+        "wolkvox_last_success_timestamp_seconds",
+        "wolkvox_collected_until_timestamp_seconds",
+        "wolkvox_api_requests",
+        "wolkvox_api_request_duration_seconds",
+        "wolkvox_quota_exhausted",
+        "wolkvox_token_quota_limit",
+        "wolkvox_token_quota_used",
+        "wolkvox_skipped_seconds",
+        "wolkvox_last_skip_timestamp_seconds",
+    }
+)
+
 # The process's own families: not read from a snapshot.
 STATE_SAVE_FAILURES = Family(
     "wolkvox_state_save_failures",

@@ -20,11 +20,13 @@ from datetime import UTC, datetime
 from exporter.api import windowing
 from exporter.api.client import ApiError, Client, Outcome, TokenGate
 from exporter.api.records import Answer
+from exporter.counting.counts import Counts, TallyState
 from exporter.counting.tally import Ingested, Tally
 from exporter.polling import planning
 from exporter.polling.health import Health, Quota
 from exporter.polling.ingest import Ingest
 from exporter.polling.reading import Reader, log_done, log_outside
+from exporter.polling.saving import Saver
 from exporter.polling.snapshot import Snapshot
 from exporter.polling.worker import Worker
 from exporter.settings.config import OperationSettings
@@ -69,6 +71,9 @@ class Poller:
         self.reader = Reader(settings.polling, self.ingest)
         if saved is not None:
             self._restore(saved)
+        self.saver = Saver(
+            self.name, store, self.tally, self.lock, lambda t: self.export_state(False, t)
+        )
         self._published = self._build_snapshot()
         self._committed_at = time.monotonic()
 
@@ -80,9 +85,11 @@ class Poller:
         if saved.quota_paused_until is not None:
             self.gate.pause(self.client.token, saved.quota_paused_until)
 
-    def export_state(self, sessions: bool = True) -> OperationState:
+    def export_state(
+        self, sessions: bool = True, tally: TallyState | None = None
+    ) -> OperationState:
         """What a restart needs; without `sessions`, the session store is left to `save`,
-        which writes only what changed."""
+        which writes only what changed. `tally`, if given, stands for the tally's state."""
         paused = self.gate.paused_until(self.client.token, self.clock())
         with self.lock:
             return OperationState(
@@ -92,23 +99,12 @@ class Poller:
                 quota_paused_until=paused,
                 skipped_seconds=self.health.skipped_seconds,
                 last_skip=self.health.last_skip,
-                tally=self.tally.export(sessions=sessions),
+                tally=self.tally.export(sessions=sessions) if tally is None else tally,
             )
 
-    def save(self) -> None:
-        """Write the counters and the session changes since the last save; the changes stay
-        noted until a save succeeds. Only this poller's thread counts into the tally, so
-        nothing changes between taking the state, taking the changes and marking them saved."""
-        if self.store is None:
-            with self.lock:
-                self.tally.saved()  # nothing keeps the changes: noting them would only grow
-            return
-        state = self.export_state(sessions=False)
-        with self.lock:
-            changes = self.tally.pending()
-        if self.store.save(self.name, state, changes):
-            with self.lock:
-                self.tally.saved()
+    def save(self) -> bool:
+        """Save the whole state now (a retiring or stopping poller); whether it was saved."""
+        return self.saver.whole()
 
     def _observe(self, outcome: Outcome, seconds: float) -> None:
         with self.lock:
@@ -230,16 +226,23 @@ class Poller:
         """Save the state, then let scrapes see it.
 
         Publishing only what is saved means a counter a scrape has seen is never lower after a
-        crash and restart, which Prometheus would read as a counter reset.
+        crash and restart, which Prometheus would read as a counter reset. A poll that counted
+        nothing (the tally's revision unchanged since the last commit) saves and publishes
+        only where the poller stands: the counts already published are published again as
+        they are, and the page renders only the health families again.
         """
-        self.save()
-        self._published = self._build_snapshot()
+        changed = self.saver.changed()
+        self._published = self._build_snapshot(None if changed else self._published.counts)
         self._committed_at = time.monotonic()
 
-    def _build_snapshot(self) -> Snapshot:
+    def _build_snapshot(self, counts: Counts | None = None) -> Snapshot:
+        """The snapshot of the moment; `counts`, if given, are those already published."""
         paused = self.gate.paused_until(self.client.token, self.clock()) is not None
         with self.lock:
-            counted = (self.tally.counts.copy(), self.tally.outcome_names)
+            counted = (
+                self.tally.counts.copy() if counts is None else counts,
+                self.tally.outcome_names,
+            )
             return self.health.snapshot(self.name, *counted, self.cursor, self.quota, paused)
 
     @property

@@ -203,24 +203,33 @@ def _transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     db.execute("COMMIT")
 
 
+def _encode_tally(tally: TallyState) -> msgspec.Raw:
+    """The tally as the operation's row holds it: without the sessions and customers, which
+    are rows of their own."""
+    small = msgspec.structs.replace(
+        tally,
+        session_buckets={},
+        session_transfers=b"",
+        open_sessions={},
+        recontact_customers={},
+    )
+    return msgspec.Raw(_ENCODER.encode(small))
+
+
 def _write_operation(
-    db: sqlite3.Connection, name: str, state: OperationState, changes: Changes | None
+    db: sqlite3.Connection,
+    name: str,
+    state: OperationState,
+    changes: Changes | None,
+    tally: msgspec.Raw | None = None,
 ) -> None:
     """One operation's rows, inside the caller's transaction. Without `changes`, its sessions
-    are replaced by those the state carries; with them, only what changed is written."""
-    small = msgspec.structs.replace(
-        state,
-        tally=msgspec.structs.replace(
-            state.tally,
-            session_buckets={},
-            session_transfers=b"",
-            open_sessions={},
-            recontact_customers={},
-        ),
-    )
+    are replaced by those the state carries; with them, only what changed is written.
+    `tally`, if given, is the state's tally encoded already (`_encode_tally`)."""
+    encoded = _encode_tally(state.tally) if tally is None else tally
     db.execute(
         "INSERT OR REPLACE INTO operations VALUES (?, ?, ?)",
-        (name, time.time(), _ENCODER.encode(small)),
+        (name, time.time(), _ENCODER.encode(msgspec.structs.replace(state, tally=encoded))),
     )
     if changes is None:
         db.execute("DELETE FROM session_buckets WHERE operation = ?", (name,))
@@ -394,6 +403,9 @@ class StateStore:
         self.save_failures = 0  # for wolkvox_state_save_failures_total
         self.last_save_ok = True  # /-/ready is false while saves fail
         self._secret: bytes | None = None
+        # Per operation, the tally last saved and its encoding: a poller that counted nothing
+        # new saves the same tally object again, and only where it stands is encoded.
+        self._tallies: dict[str, tuple[TallyState, msgspec.Raw]] = {}
 
     def secret(self) -> bytes:
         """The key of the customer digests this database holds (see state.secret)."""
@@ -533,8 +545,11 @@ class StateStore:
                 if self._db is None:
                     self.path.parent.mkdir(parents=True, exist_ok=True)
                     self._db = _connect(self.path)
+                cached = self._tallies.get(name)
+                if cached is None or cached[0] is not state.tally:
+                    cached = self._tallies[name] = (state.tally, _encode_tally(state.tally))
                 with _transaction(self._db) as db:
-                    _write_operation(db, name, state, changes)
+                    _write_operation(db, name, state, changes, cached[1])
             except (OSError, sqlite3.Error, StoreError) as exc:
                 self.save_failures += 1
                 self.last_save_ok = False
