@@ -16,7 +16,6 @@ by trying them all. Both are saved by the change, so a save costs what a poll ch
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import struct
 from bisect import bisect_left
@@ -45,6 +44,15 @@ SECONDS_BUCKETS = (30, 60, 120, 300, 600, 1200, 1800, 3600)
 
 # A row's outcome as bits: a transfer, a fallback, an outcome that leaves the customer waiting.
 IS_TRANSFER, IS_FALLBACK, AWAITS = 1, 2, 4
+_TRANSFERS, _FALLBACKS, _AWAITING, _REPLIES = (
+    frozenset(c for c in range(8) if test(c))
+    for test in (
+        lambda c: c & IS_TRANSFER,
+        lambda c: c & IS_FALLBACK,
+        lambda c: c & AWAITS,
+        lambda c: not c & AWAITS,
+    )
+)
 
 # An open session: first row's date, then relative to it: last row's date, the last second a
 # re-read may still return one of its rows, its first transfer (-1: none); its rows; flags; its
@@ -254,7 +262,7 @@ class Conversations:
         self.horizon = int(kpis.session_horizon)
         self.code = Codes(outcome, frozenset(kpis.awaiting_outcomes))  # a raw answer's bits
         self._label = label
-        self.customer_key = functools.partial(customer_key, secret)
+        self.customer_key = CustomerKey(secret)
         self.open: dict[int, bytes] = {}
         self.recontacts = Recontacts(self.window, self.horizon)
         self.channels: list[str] = []  # channel labels, indexed by the packed sessions
@@ -465,29 +473,29 @@ class Summary:
         keys, seconds, codes, n = rows.keys, rows.seconds, rows.codes, len(rows.keys)
         # Each session's first and last row, found once: its other columns are read there.
         last_at = dict(zip(keys, range(n), strict=True))
-        first_at = dict(zip(keys[::-1], range(n - 1, -1, -1), strict=True))
+        first_at = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
         order = list(last_at)
         fi = list(map(first_at.__getitem__, order))
         li = list(map(last_at.__getitem__, order))
-        at_last = list(map(seconds.__getitem__, li))
-        last = dict(zip(order, at_last, strict=True))
-        turns: dict[int, int] = Counter(keys)
-        if max(rows.turns) != 1:
-            turns = Counter()
-            for key, count in zip(keys, rows.turns, strict=True):
-                turns[key] += count
+        last = dict(zip(order, map(seconds.__getitem__, li), strict=True))
+        turns: Counter[int] = Counter(keys)
+        if max(rows.turns) != 1:  # rows repeated, or counted before: few, walked one by one
+            for i in compress(range(n), map((1).__ne__, rows.turns)):
+                turns[keys[i]] += rows.turns[i] - 1
         touched = rows.touched
         if touched.count(touched[0]) == n:
             latest = dict.fromkeys(order, touched[0])
         else:
             latest = _latest(keys, touched)
+        # Masks of codes through set look-ups: C-level passes, where `c & bit` would be a
+        # Python loop over every row.
         return cls(
             first=dict(zip(order, map(seconds.__getitem__, fi), strict=True)),
             last=last,
             channel=dict(zip(order, map(rows.channels.__getitem__, fi), strict=True)),
             turns=turns,
-            transfer=_firsts(keys, seconds, [c & IS_TRANSFER for c in codes]),
-            fallback=set(compress(keys, [c & IS_FALLBACK for c in codes])),
+            transfer=_firsts(keys, seconds, list(map(_TRANSFERS.__contains__, codes))),
+            fallback=set(compress(keys, map(_FALLBACKS.__contains__, codes))),
             awaits=_awaiting(rows, order, list(map(codes.__getitem__, li)), last),
             customer=_customers(rows, order, fi),
             touched=latest,
@@ -549,10 +557,10 @@ class Summary:
 def _awaiting(rows: Rows, order: list[int], codes: list[int], last: dict[int, int]) -> set[int]:
     """The sessions whose rows at their last second all leave the customer waiting: those
     whose last row does, unless their last row that does not is at that second too."""
-    waiting = set(compress(order, [c & AWAITS for c in codes]))
+    waiting = set(compress(order, map(_AWAITING.__contains__, codes)))
     if not waiting:
         return waiting
-    replied = [not c & AWAITS for c in rows.codes]
+    replied = list(map(_REPLIES.__contains__, rows.codes))
     answered = dict(
         zip(compress(rows.keys, replied), compress(rows.seconds, replied), strict=False)
     )
@@ -572,7 +580,8 @@ def _customers(rows: Rows, order: list[int], fi: list[int]) -> dict[int, object]
 
 def _firsts(keys: list[int], values: list[_V], mask: Sequence[object]) -> dict[int, _V]:
     """Each key's value on its first row (rows in date order) among those `mask` keeps."""
-    return dict(zip(compress(keys[::-1], mask[::-1]), compress(values[::-1], mask[::-1])))  # noqa: B905
+    picked, kept = list(compress(keys, mask)), list(compress(values, mask))
+    return dict(zip(reversed(picked), reversed(kept), strict=True))
 
 
 def _latest(keys: list[int], seconds: list[int]) -> dict[int, int]:
@@ -605,9 +614,20 @@ def somebody(who: object) -> bool:
 
 def customer_key(secret: bytes, who: object) -> int:
     """The keyed digest a customer is remembered by; never 0 (0 means nobody)."""
-    text = who if isinstance(who, str) else str(who)
-    digest = hashlib.blake2b(text.encode(), digest_size=8, key=secret).digest()
-    return int.from_bytes(digest, "little") or 1
+    return CustomerKey(secret)(who)
+
+
+class CustomerKey:
+    """`customer_key` with its secret: keyed BLAKE2b started once and copied per customer,
+    which costs half a keyed start (the key is a block of its own) for every session."""
+
+    def __init__(self, secret: bytes) -> None:
+        self._keyed = hashlib.blake2b(digest_size=8, key=secret)
+
+    def __call__(self, who: object) -> int:
+        digest = self._keyed.copy()
+        digest.update((who if isinstance(who, str) else str(who)).encode())
+        return int.from_bytes(digest.digest(), "little") or 1
 
 
 class Codes:

@@ -205,7 +205,7 @@ class Tally:
         counted = len(records)
         if repeated:
             # Rows with copies beyond the first, or counted before, are rare: find them first.
-            for i in [i for i, n, h in zip(count(), copies, had) if n - h != 1]:
+            for i in compress(count(), map((1).__ne__, map(sub, copies, had))):
                 r = records[i]
                 groups[(r.channel, r.rp_id, r.routing_answer, windows[i])] += copies[i] - had[i] - 1
                 counted += copies[i] - had[i] - 1
