@@ -39,19 +39,17 @@ from tests.support.process import free_port
 
 ZONE = ZoneInfo("America/Bogota")
 TICKS = os.sysconf("SC_CLK_TCK")
-# Where a py-spy sample's innermost frame in our package puts it. Frames outside the package
-# (sqlite3, urllib3, ssl, json) count for the exporter module that called them.
+# Where a py-spy sample's innermost frame in our package puts it, by the package's folders
+# (and the client's module). Frames outside the package (sqlite3, urllib3, ssl, json) count for
+# the exporter module that called them.
 PHASES = {
-    "client.py": "HTTP exchange and body",
-    "records.py": "decode and ingest",
-    "aggregation.py": "decode and ingest",
-    "seen.py": "decode and ingest",
-    "labels.py": "decode and ingest",
-    "counts.py": "decode and ingest",
-    "state.py": "state save",
-    "poller.py": "poll bookkeeping and snapshot",
-    "collector.py": "render /metrics",
-    "server.py": "render /metrics",
+    "api/client.py": "HTTP exchange and body",
+    "api/": "decode and ingest",
+    "counting/": "decode and ingest",
+    "state/": "state save",
+    "polling/saving.py": "state save",
+    "polling/": "poll bookkeeping and snapshot",
+    "exposition/": "render /metrics",
 }
 
 
@@ -118,9 +116,10 @@ def phases(profile: Path) -> Counter[str]:
             continue  # a thread waiting: no CPU
         for frame in reversed(frames):
             module = frame.rsplit("(", 1)[-1].split(":", 1)[0]
-            name = Path(module).name
-            if (module.startswith("exporter/") or "/exporter/" in module) and name in PHASES:
-                phase = PHASES[name]
+            inside = module.rsplit("exporter/", 1)[-1] if "exporter/" in module else ""
+            found = next((p for prefix, p in PHASES.items() if inside.startswith(prefix)), None)
+            if found is not None:
+                phase = found
                 break
         out[phase] += int(count)
     return out

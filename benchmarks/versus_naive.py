@@ -24,12 +24,13 @@ import tempfile
 import threading
 import time
 import urllib.request
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 from benchmarks.common import machine
-from benchmarks.end_to_end import cpu_seconds
+from benchmarks.end_to_end import cpu_seconds, profile
 from benchmarks.pinned import PinnedTraffic
 from exporter.tools import simulator
 from exporter.tools.simulator import Reply
@@ -196,7 +197,7 @@ def json_loads_per_1000(bodies: list[bytes], pause: float) -> tuple[float, float
     return hot / rows * 1e6, statistics.median(cold) * 1e6
 
 
-def run(s: Scenario, seconds: float) -> dict[str, float]:
+def run(s: Scenario, seconds: float, profile_to: Path | None = None) -> dict[str, float]:
     tokens = {f"{who}-{i}" for who in ("ours", "lookback", "naive") for i in range(s.operations)}
     tenants: dict[str, simulator.Traffic] = {
         f"op{i}": PinnedTraffic(seed=100 + i, zone=ZONE, rate_per_minute=s.rate_per_minute)
@@ -230,6 +231,11 @@ def run(s: Scenario, seconds: float) -> dict[str, float]:
             time.sleep(seconds)
             served.recording = False
             result = {p.name: p.per_1000() for p in processes}
+            if profile_to is not None:  # afterwards: py-spy costs the process CPU
+                out = profile_to / f"{s.name}.txt"
+                print(
+                    f"{s.name}, exporter CPU by phase: {_phases(profile(processes[0].proc.pid, seconds, out))}"
+                )
         finally:
             stop.set()
             for p in processes:
@@ -243,10 +249,20 @@ def run(s: Scenario, seconds: float) -> dict[str, float]:
     return result
 
 
+def _phases(counts: Counter[str]) -> str:
+    total = sum(counts.values())
+    if not total:
+        return "no samples (py-spy missing, or not allowed to attach)"
+    return ", ".join(f"{k} {v / total:.0%}" for k, v in counts.most_common())
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--seconds", type=float, default=60.0, help="measured, per scenario")
     p.add_argument("--only", default="", help="scenario names, comma-separated")
+    p.add_argument(
+        "--profile", type=Path, help="sample the exporter with py-spy after each measurement"
+    )
     args = p.parse_args()
     wanted = set(filter(None, args.only.split(",")))
     print(f"machine: {machine()}")
@@ -259,7 +275,7 @@ def main() -> None:
         if wanted and s.name not in wanted:
             continue
         # At least six polls measured: a poll is the unit of the fixed costs.
-        r = run(s, max(args.seconds, 6 * s.window))
+        r = run(s, max(args.seconds, 6 * s.window), args.profile)
         print(
             f"| {s.name} | {s.window} s | {r['rows_per_answer']:,.0f} | {r['ours']:.1f} ms "
             f"| {r['naive']:.1f} ms | **{r['ours'] / r['naive']:.2f}** "

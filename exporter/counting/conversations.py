@@ -23,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import tzinfo
-from itertools import compress
+from itertools import compress, repeat
 from operator import not_, sub
 from typing import TypeVar, cast
 
@@ -285,8 +285,9 @@ class Conversations:
     def add(self, rows: Rows, new: set[int]) -> None:
         """Follow the rows of sessions; `new` are the sessions never seen before (the others
         are open, or ended: their rows count as after the end). New sessions, most of a first
-        read, start in bulk; sessions already open are merged one by one; sessions whose rows
-        span more than the timeout (a gap may split them) go row by row."""
+        read, start in bulk; sessions already open, most of a live poll's, are merged in one
+        pass; sessions whose rows span more than the timeout (a gap may split them) go row by
+        row."""
         rows = rows.ordered()
         self._spans = windowing.repeated(
             rows.seconds[0], rows.seconds[-1] + self.timeout, self._zone
@@ -295,12 +296,28 @@ class Conversations:
         label, timeout, open_ = self._label, self.timeout, self.open
         first, last = summary.first, summary.last
         order = list(last)
-        fast = [k in new and k not in open_ and last[k] - first[k] <= timeout for k in order]
+        # New, not open (a gap may have opened it already), within one timeout: C-level passes.
+        spans = map(sub, map(last.__getitem__, order), map(first.__getitem__, order))
+        fast = list(
+            map(
+                all,
+                zip(
+                    map(new.__contains__, order),
+                    map(not_, map(open_.__contains__, order)),
+                    map(timeout.__ge__, spans),
+                    strict=True,
+                ),
+            )
+        )
         starting = list(compress(order, fast))
         opened: Counter[str] = self._start(starting, summary) if starting else Counter()
         after = self._counts().session_rows_after_end
         slow: dict[int, None] = {}
         rest = list(compress(order, map(not_, fast))) if len(starting) < len(order) else []
+        if rest:  # sessions open before: most of a live poll's
+            held = list(compress(rest, map(open_.__contains__, rest)))
+            left = set(self._merge(held, summary)) if held else set()
+            rest = [k for k in rest if k in left or k not in open_]
         for key in rest:
             blob = open_.get(key)
             if blob is None:
@@ -326,6 +343,55 @@ class Conversations:
         sessions_open = self._counts().sessions_open
         for name, n in opened.items():
             sessions_open[name] = sessions_open.get(name, 0) + n
+
+    def _merge(self, keys: list[int], s: Summary) -> list[int]:
+        """Merge the rows of sessions already open, in one pass over columns read at once,
+        without unpacking them into objects; return those this cannot merge, for `add`'s own
+        loop: rows spanning more than the timeout or dated away from the session (a gap may
+        split them), a row before the session's first (it moves where the session is filed),
+        a first customer.
+
+        A merged session stays filed on the end-time wheel where it was: its end can only
+        have moved later, and `end_before` files again a session found not quiet yet."""
+        timeout, awaits, fallback, who = self.timeout, s.awaits, s.fallback, s.customer
+        left: list[int] = []
+        merged: list[int] = []
+        blobs: list[bytes] = []
+        for key, state, pf, pl, transfer, turns, touched in zip(
+            keys,
+            map(_OPEN.unpack, map(self.open.__getitem__, keys)),
+            map(s.first.__getitem__, keys),
+            map(s.last.__getitem__, keys),
+            map(s.transfer.get, keys, repeat(-1)),
+            map(s.turns.__getitem__, keys),
+            map(s.touched.__getitem__, keys),
+            strict=True,
+        ):
+            first, last, seen, moved, n, flags, channel, customer = state
+            last += first
+            if (
+                pl - pf > timeout
+                or not first <= pf <= last + timeout
+                or (not customer and key in who)
+            ):
+                left.append(key)
+                continue
+            if pl > last:
+                last = pl
+                flags = flags & ~_LAST_AWAITS | (_LAST_AWAITS if key in awaits else 0)
+            elif pl == last and key not in awaits:
+                flags &= ~_LAST_AWAITS
+            if transfer >= 0 and (moved < 0 or transfer - first < moved):
+                moved = transfer - first
+            if key in fallback:
+                flags |= _FALLBACK_SEEN
+            seen = max(seen, touched - first)
+            n = min(n + turns, 0xFFFFFFFF)
+            blobs.append(_OPEN.pack(first, last - first, seen, moved, n, flags, channel, customer))
+            merged.append(key)
+        self.open.update(zip(merged, blobs, strict=True))
+        self._changes.sessions.update(dict.fromkeys(merged, b""))
+        return left
 
     def _start(self, keys: list[int], s: Summary) -> Counter[str]:
         """Open new sessions in bulk, column-wise; return how many by channel label."""

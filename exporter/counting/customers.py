@@ -43,11 +43,9 @@ class Customers:
 
     def distinct(self, window_start: int, channel: Callable[[str], str]) -> Counter[str]:
         """Distinct customers of a window by channel label."""
-        seen = {
-            (channel(ch), who)
-            for ch, who in self.by_window.get(window_start, ())
-            if who not in _NOBODY
-        }
+        filed = self.by_window.get(window_start, set())
+        labels = {raw: channel(raw) for raw in {ch for ch, _ in filed}}
+        seen = {(labels[ch], who) for ch, who in filed if who not in _NOBODY}
         return Counter(ch for ch, _ in seen)
 
     def forget_before(self, window_start: int) -> None:
