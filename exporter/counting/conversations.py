@@ -258,13 +258,12 @@ class Conversations:
         `label` a raw channel's label value."""
         self._counts = counts
         self.timeout = int(kpis.session_timeout)
-        self.window = int(kpis.recontact_window)
         self.horizon = int(kpis.session_horizon)
         self.code = Codes(outcome, frozenset(kpis.awaiting_outcomes))  # a raw answer's bits
         self._label = label
         self.customer_key = CustomerKey(secret)
         self.open: dict[int, bytes] = {}
-        self.recontacts = Recontacts(self.window, self.horizon)
+        self.recontacts = Recontacts(int(kpis.recontact_window), self.horizon)
         self.channels: list[str] = []  # channel labels, indexed by the packed sessions
         self._channel_index: dict[str, int] = {}
         self._due = Wheel(_WHEEL)  # session digests by the minute they may end in
@@ -276,39 +275,23 @@ class Conversations:
         return len(self.open)
 
     def channel_index(self, label: str) -> int:
-        index = self._channel_index.get(label)
-        if index is None:
+        if (index := self._channel_index.get(label)) is None:
             index = self._channel_index[label] = len(self.channels)
             self.channels.append(label)
         return index
 
     def add(self, rows: Rows, new: set[int]) -> None:
         """Follow the rows of sessions; `new` are the sessions never seen before (the others
-        are open, or ended: their rows count as after the end). New sessions, most of a first
-        read, start in bulk; sessions already open, most of a live poll's, are merged in one
-        pass; sessions whose rows span more than the timeout (a gap may split them) go row by
-        row."""
+        are open, or ended: their rows count after the end). New sessions start in bulk, open
+        ones merge in one pass, those a gap may split go row by row."""
         rows = rows.ordered()
-        self._spans = windowing.repeated(
-            rows.seconds[0], rows.seconds[-1] + self.timeout, self._zone
-        )
+        end = rows.seconds[-1] + self.timeout
+        self._spans = windowing.repeated(rows.seconds[0], end, self._zone)
         summary = Summary.of(rows)
         label, timeout, open_ = self._label, self.timeout, self.open
         first, last = summary.first, summary.last
         order = list(last)
-        # New, not open (a gap may have opened it already), within one timeout: C-level passes.
-        spans = map(sub, map(last.__getitem__, order), map(first.__getitem__, order))
-        fast = list(
-            map(
-                all,
-                zip(
-                    map(new.__contains__, order),
-                    map(not_, map(open_.__contains__, order)),
-                    map(timeout.__ge__, spans),
-                    strict=True,
-                ),
-            )
-        )
+        fast = _fast_starts(order, summary, new, open_, timeout)
         starting = list(compress(order, fast))
         opened: Counter[str] = self._start(starting, summary) if starting else Counter()
         after = self._counts().session_rows_after_end
@@ -316,8 +299,10 @@ class Conversations:
         rest = list(compress(order, map(not_, fast))) if len(starting) < len(order) else []
         if rest:  # sessions open before: most of a live poll's
             held = list(compress(rest, map(open_.__contains__, rest)))
-            left = set(self._merge(held, summary)) if held else set()
-            rest = [k for k in rest if k in left or k not in open_]
+            merged, left = _merge(open_, held, summary, timeout)
+            self._changes.sessions.update(dict.fromkeys(merged, b""))
+            unmerged = set(left)
+            rest = [k for k in rest if k in unmerged or k not in open_]
         for key in rest:
             blob = open_.get(key)
             if blob is None:
@@ -344,55 +329,6 @@ class Conversations:
         for name, n in opened.items():
             sessions_open[name] = sessions_open.get(name, 0) + n
 
-    def _merge(self, keys: list[int], s: Summary) -> list[int]:
-        """Merge the rows of sessions already open, in one pass over columns read at once,
-        without unpacking them into objects; return those this cannot merge, for `add`'s own
-        loop: rows spanning more than the timeout or dated away from the session (a gap may
-        split them), a row before the session's first (it moves where the session is filed),
-        a first customer.
-
-        A merged session stays filed on the end-time wheel where it was: its end can only
-        have moved later, and `end_before` files again a session found not quiet yet."""
-        timeout, awaits, fallback, who = self.timeout, s.awaits, s.fallback, s.customer
-        left: list[int] = []
-        merged: list[int] = []
-        blobs: list[bytes] = []
-        for key, state, pf, pl, transfer, turns, touched in zip(
-            keys,
-            map(_OPEN.unpack, map(self.open.__getitem__, keys)),
-            map(s.first.__getitem__, keys),
-            map(s.last.__getitem__, keys),
-            map(s.transfer.get, keys, repeat(-1)),
-            map(s.turns.__getitem__, keys),
-            map(s.touched.__getitem__, keys),
-            strict=True,
-        ):
-            first, last, seen, moved, n, flags, channel, customer = state
-            last += first
-            if (
-                pl - pf > timeout
-                or not first <= pf <= last + timeout
-                or (not customer and key in who)
-            ):
-                left.append(key)
-                continue
-            if pl > last:
-                last = pl
-                flags = flags & ~_LAST_AWAITS | (_LAST_AWAITS if key in awaits else 0)
-            elif pl == last and key not in awaits:
-                flags &= ~_LAST_AWAITS
-            if transfer >= 0 and (moved < 0 or transfer - first < moved):
-                moved = transfer - first
-            if key in fallback:
-                flags |= _FALLBACK_SEEN
-            seen = max(seen, touched - first)
-            n = min(n + turns, 0xFFFFFFFF)
-            blobs.append(_OPEN.pack(first, last - first, seen, moved, n, flags, channel, customer))
-            merged.append(key)
-        self.open.update(zip(merged, blobs, strict=True))
-        self._changes.sessions.update(dict.fromkeys(merged, b""))
-        return left
-
     def _start(self, keys: list[int], s: Summary) -> Counter[str]:
         """Open new sessions in bulk, column-wise; return how many by channel label."""
         label, index = self._label, self.channel_index
@@ -400,9 +336,7 @@ class Conversations:
         channels = list(map(by_raw.__getitem__, map(s.channel.__getitem__, keys)))
         blobs, due = s.pack(keys, channels, self.customer_key, self.timeout, self.horizon)
         if self._spans:  # near a fall-back (twice a year at most): each one's own deadline
-            due = [
-                min(self._quiet(s.last[k], s.touched[k]), s.first[k] + self.horizon) for k in keys
-            ]
+            due = [self._due_at(s.first[k], s.last[k], s.touched[k]) for k in keys]
         self.open.update(zip(keys, blobs, strict=True))
         self._changes.sessions.update(dict.fromkeys(keys, b""))
         self._due.file_many(keys, due)
@@ -445,10 +379,11 @@ class Conversations:
             if state.first != state.was >= 0:  # an earlier row came: filed elsewhere now
                 self._changes.gone.setdefault(key, state.was)
                 state.was = state.first
-        self._due.file(key, min(self._quiet(state.last, state.touched), state.first + self.horizon))
+        self._due.file(key, self._due_at(state.first, state.last, state.touched))
 
-    def _quiet(self, last: int, touched: int) -> int:
-        return quiet_after(last, touched, self.timeout, self._spans)
+    def _due_at(self, first: int, last: int, touched: int) -> int:
+        """When a session may end: quiet for good, or its horizon passed."""
+        return min(quiet_after(last, touched, self.timeout, self._spans), first + self.horizon)
 
     def end_before(self, second: int) -> int:
         """End every session none of whose rows can still come: every row dated before
@@ -463,7 +398,10 @@ class Conversations:
                     continue
                 state = Open.unpack(blob)
                 expired = state.first + self.horizon < second
-                if expired or self._quiet(state.last, state.touched) < second:
+                if (
+                    expired
+                    or quiet_after(state.last, state.touched, self.timeout, self._spans) < second
+                ):
                     ending.append((state.last, key, state, expired))
                     del self.open[key]  # once, though filed in several buckets
                 else:
@@ -492,20 +430,14 @@ class Conversations:
 
     def pending(self) -> Changes:
         """What changed since the last `saved()`, ready to write."""
-        customers, moved, floor = self.recontacts.pending()
-        return Changes(
-            sessions={k: self.open[k] for k in self._changes.sessions if k in self.open},
-            gone=dict(self._changes.gone),
-            customers=customers,
-            customers_gone=moved,
-            customers_floor=floor,
-        )
+        sessions = {k: self.open[k] for k in self._changes.sessions if k in self.open}
+        return Changes(sessions, dict(self._changes.gone), *self.recontacts.pending())
 
     def saved(self) -> None:
         self._changes = Changes()
         self.recontacts.saved()
 
-    def image(self) -> tuple[dict[int, bytes], dict[int, int]]:
+    def image(self) -> tuple[dict[int, bytes], dict[int, int]]:  # a copy of everything
         return dict(self.open), dict(self.recontacts.customers)
 
     def load(self, saved: TallyState) -> None:
@@ -618,6 +550,68 @@ class Summary:
             customer,
             self.touched[key],
         )
+
+
+def _merge(
+    open_: dict[int, bytes], keys: list[int], s: Summary, timeout: int
+) -> tuple[list[int], list[int]]:
+    """Merge the rows of sessions already open (by digest in `open_`), in one pass over columns read at once,
+    without unpacking them into objects; return those this cannot merge, for `add`'s own
+    loop: rows spanning more than the timeout or dated away from the session (a gap may
+    split them), a row before the session's first (it moves where the session is filed),
+    a first customer. Returns the keys merged, and those left.
+
+    A merged session stays filed on the end-time wheel where it was: its end can only
+    have moved later, and `end_before` files again a session found not quiet yet."""
+    awaits, fallback, who = s.awaits, s.fallback, s.customer
+    left: list[int] = []
+    merged: list[int] = []
+    blobs: list[bytes] = []
+    for key, state, pf, pl, transfer, turns, touched in zip(
+        keys,
+        map(_OPEN.unpack, map(open_.__getitem__, keys)),
+        map(s.first.__getitem__, keys),
+        map(s.last.__getitem__, keys),
+        map(s.transfer.get, keys, repeat(-1)),
+        map(s.turns.__getitem__, keys),
+        map(s.touched.__getitem__, keys),
+        strict=True,
+    ):
+        first, last, seen, moved, n, flags, channel, customer = state
+        last += first
+        if pl - pf > timeout or not first <= pf <= last + timeout or (not customer and key in who):
+            left.append(key)
+            continue
+        if pl > last:
+            last = pl
+            flags = flags & ~_LAST_AWAITS | (_LAST_AWAITS if key in awaits else 0)
+        elif pl == last and key not in awaits:
+            flags &= ~_LAST_AWAITS
+        if transfer >= 0 and (moved < 0 or transfer - first < moved):
+            moved = transfer - first
+        if key in fallback:
+            flags |= _FALLBACK_SEEN
+        seen = max(seen, touched - first)
+        n = min(n + turns, 0xFFFFFFFF)
+        blobs.append(_OPEN.pack(first, last - first, seen, moved, n, flags, channel, customer))
+        merged.append(key)
+    open_.update(zip(merged, blobs, strict=True))
+    return merged, left
+
+
+def _fast_starts(
+    order: list[int], s: Summary, new: set[int], open_: dict[int, bytes], timeout: int
+) -> list[bool]:
+    """Which sessions start in bulk: new, not open (a gap may have opened one already), their
+    rows within one timeout. C-level passes: a first read has thousands."""
+    spans = map(sub, map(s.last.__getitem__, order), map(s.first.__getitem__, order))
+    wanted = zip(
+        map(new.__contains__, order),
+        map(not_, map(open_.__contains__, order)),
+        map(timeout.__ge__, spans),
+        strict=True,
+    )
+    return list(map(all, wanted))
 
 
 def _awaiting(rows: Rows, order: list[int], codes: list[int], last: dict[int, int]) -> set[int]:
