@@ -81,13 +81,21 @@ def _demo_config() -> config.Config:
     tenants = {
         # Conversations a tenth as long as real ones (seconds between messages, regulars back
         # within minutes), so that sessions end and re-contacts show in the first minutes.
+        # Steady day and night: with the simulated daily curve, a demo started in the evening
+        # of the Americas showed a twelfth of this and panels stayed empty for minutes.
         "bogota": simulator.Traffic(
-            seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300, late_max=30, think=0.1
+            seed=1,
+            zone=ZoneInfo("America/Bogota"),
+            rate_per_minute=300,
+            daily_curve=False,
+            late_max=30,
+            think=0.1,
         ),
         "mexico": simulator.Traffic(
             seed=2,
             zone=ZoneInfo("America/Mexico_City"),
             rate_per_minute=150,
+            daily_curve=False,
             late_max=30,
             think=0.1,
         ),
