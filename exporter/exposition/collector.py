@@ -47,6 +47,8 @@ class SnapshotSource(Protocol):
     def snapshot(self) -> Snapshot: ...
 
 
+# A histogram's series: label values after `operation`, and its buckets.
+Histogram = tuple[tuple[str, ...], families.Buckets]
 # A series' line up to its value, the value last written, and the whole line with it.
 _Line = tuple[bytes, float | None, bytes]
 
@@ -70,6 +72,8 @@ class WolkvoxCollector(Collector):
         # Per encoder, operation and family: each series' last line and value, and its line up
         # to the value.
         self._lines: dict[tuple[Encoder, str, str], dict[tuple[str, ...], _Line]] = {}
+        # Per encoder, operation and histogram family: the data last encoded, and its lines.
+        self._histograms: dict[tuple[Encoder, str, str], tuple[list[Histogram], bytes]] = {}
         self._lock = threading.Lock()
 
     def describe(self) -> Iterator[Metric]:
@@ -128,9 +132,17 @@ class WolkvoxCollector(Collector):
         again only when its value changed: a commit changes the counters of the label sets
         that had rows, so most lines are reused as they are. Only the series of the current
         snapshot are kept."""
-        if family.read is None:  # a histogram: a few lines, encoded whole
-            return encoding.samples(encoder, list(families.render([snap], self.every, [family])))
         key = (encoder, snap.name, family.name)
+        if family.buckets is not None:  # a histogram: a few lines, encoded whole when changed
+            data = list(family.buckets(snap))
+            encoded = self._histograms.get(key)
+            if encoded is not None and encoded[0] == data:
+                return encoded[1]
+            metrics = list(families.render([snap], self.every, [family]))
+            lines = encoding.samples(encoder, metrics)
+            self._histograms[key] = (data, lines)
+            return lines
+        assert family.read is not None  # a family has `read` or `buckets`
         known = self._lines.get(key, {})
         current: dict[tuple[str, ...], _Line] = {}
         for labels, value in family.read(snap):
