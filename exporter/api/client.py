@@ -444,7 +444,7 @@ class _Job:
     (so the caller can hang it up at the deadline), then the result or the exception."""
 
     url: str
-    token: str
+    token: str = field(repr=False)  # never printed
     limit: int
     response: urllib3.BaseHTTPResponse | None = None
     result: tuple[int, bytes, float | None] | None = None
