@@ -7,6 +7,7 @@ the token must be released between attempts so operations sharing it are not sta
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import http.client
 import logging
@@ -413,24 +414,13 @@ def connection_pool(
     timeouts = urllib3.Timeout(connect=connect_timeout, read=timeout)
     proxies = requests.utils.get_environ_proxies(url)
     proxy = proxies.get(urlsplit(url).scheme.lower()) or proxies.get("all")
-    # Two connections: an abandoned exchange may still hold one while the next request runs.
-    if proxy:
-        return urllib3.ProxyManager(
-            proxy,
-            num_pools=2,
-            headers=headers,
-            timeout=timeouts,
-            retries=False,
-            maxsize=2,
-            block=False,
-            cert_reqs="CERT_REQUIRED" if ca else None,
-            ca_certs=ca,
-        )
-    return urllib3.PoolManager(
+    manager = functools.partial(urllib3.ProxyManager, proxy) if proxy else urllib3.PoolManager
+    return manager(
         num_pools=2,
         headers=headers,
         timeout=timeouts,
         retries=False,
+        # Two connections: an abandoned exchange may still hold one while the next runs.
         maxsize=2,
         block=False,
         cert_reqs="CERT_REQUIRED" if ca else None,
