@@ -398,10 +398,7 @@ class Conversations:
                     continue
                 state = Open.unpack(blob)
                 expired = state.first + self.horizon < second
-                if (
-                    expired
-                    or quiet_after(state.last, state.touched, self.timeout, self._spans) < second
-                ):
+                if expired or self._due_at(state.first, state.last, state.touched) < second:
                     ending.append((state.last, key, state, expired))
                     del self.open[key]  # once, though filed in several buckets
                 else:
@@ -555,11 +552,11 @@ class Summary:
 def _merge(
     open_: dict[int, bytes], keys: list[int], s: Summary, timeout: int
 ) -> tuple[list[int], list[int]]:
-    """Merge the rows of sessions already open (by digest in `open_`), in one pass over columns read at once,
-    without unpacking them into objects; return those this cannot merge, for `add`'s own
-    loop: rows spanning more than the timeout or dated away from the session (a gap may
-    split them), a row before the session's first (it moves where the session is filed),
-    a first customer. Returns the keys merged, and those left.
+    """Merge the rows of sessions already open (packed in `open_`, by digest) in one pass
+    over columns read at once, without unpacking them into objects. Returns the keys merged,
+    and those left for `add`'s own loop: rows spanning more than the timeout or dated away
+    from the session (a gap may split them), a row before the session's first (it moves
+    where the session is filed), a first customer.
 
     A merged session stays filed on the end-time wheel where it was: its end can only
     have moved later, and `end_before` files again a session found not quiet yet."""
