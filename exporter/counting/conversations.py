@@ -21,10 +21,11 @@ import struct
 from bisect import bisect_left
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import tzinfo
+from functools import cached_property
 from itertools import compress, repeat
-from operator import not_, sub
+from operator import add, not_, or_, sub
 from typing import TypeVar, cast
 
 from exporter.api import windowing
@@ -287,67 +288,63 @@ class Conversations:
         rows = rows.ordered()
         end = rows.seconds[-1] + self.timeout
         self._spans = windowing.repeated(rows.seconds[0], end, self._zone)
-        summary = Summary.of(rows)
+        s = Summary.of(rows)
         label, timeout, open_ = self._label, self.timeout, self.open
-        first, last = summary.first, summary.last
-        order = list(last)
-        fast = _fast_starts(order, summary, new, open_, timeout)
-        starting = list(compress(order, fast))
-        opened: Counter[str] = self._start(starting, summary) if starting else Counter()
+        is_open = list(map(open_.__contains__, s.keys))
+        short = list(map(timeout.__ge__, map(sub, s.last, s.first)))
+        # New, not open (a gap may have opened one already), their rows within one timeout.
+        wanted = zip(map(new.__contains__, s.keys), map(not_, is_open), short, strict=True)
+        fast = list(map(all, wanted))
+        if any(fast):
+            self._start(s.only(fast))
         after = self._counts().session_rows_after_end
         slow: dict[int, None] = {}
-        rest = list(compress(order, map(not_, fast))) if len(starting) < len(order) else []
-        if rest:  # sessions open before: most of a live poll's
-            held = list(compress(rest, map(open_.__contains__, rest)))
-            merged, left = _merge(open_, held, summary, timeout)
+        left: list[int] = []
+        if any(is_open):  # sessions open before: most of a live poll's
+            merged, left = _merge(open_, s.only(is_open), timeout)
             self._changes.sessions.update(dict.fromkeys(merged, b""))
-            unmerged = set(left)
-            rest = [k for k in rest if k in unmerged or k not in open_]
-        for key in rest:
-            blob = open_.get(key)
-            if blob is None:
-                if key not in new:  # ended: its rows come after the end
-                    name = label(summary.channel[key])
-                    after[name] = after.get(name, 0) + summary.turns[key]
-                elif last[key] - first[key] > timeout:
-                    slow[key] = None
-                continue
-            state = Open.unpack(blob)
+        for i in compress(range(len(s.keys)), map(not_, map(or_, is_open, fast))):
+            key = s.keys[i]
+            if key not in new:  # ended: its rows come after the end
+                name = label(s.channel[i])
+                after[name] = after.get(name, 0) + s.turns[i]
+            else:
+                slow[key] = None  # rows further apart than the timeout
+        at = s.at if left else {}
+        for key in left:
+            i = at[key]
+            state = Open.unpack(open_[key])
             # Rows within the timeout around it, themselves within one timeout: no gap.
-            if last[key] - first[key] <= timeout and (
-                state.first - timeout <= first[key] <= state.last + timeout
-            ):
-                who = summary.customer.get(key)
-                channel = self.channel_index(label(summary.channel[key]))
-                state.take(summary.part(key, channel, 0 if who is None else self.customer_key(who)))
+            if short[i] and state.first - timeout <= s.first[i] <= state.last + timeout:
+                who = s.customer[i]
+                channel = self.channel_index(label(s.channel[i]))
+                state.take(s.part(i, channel, 0 if who is None else self.customer_key(who)))
                 self._store(key, state)
             else:
                 slow[key] = None
         if slow:
-            opened.update(self._one_by_one(rows, slow, new))
-        sessions_open = self._counts().sessions_open
-        for name, n in opened.items():
-            sessions_open[name] = sessions_open.get(name, 0) + n
+            self._one_by_one(rows, slow, new)
 
-    def _start(self, keys: list[int], s: Summary) -> Counter[str]:
-        """Open new sessions in bulk, column-wise; return how many by channel label."""
-        label, index = self._label, self.channel_index
-        by_raw = {raw: index(label(raw)) for raw in set(s.channel.values())}
-        channels = list(map(by_raw.__getitem__, map(s.channel.__getitem__, keys)))
-        blobs, due = s.pack(keys, channels, self.customer_key, self.timeout, self.horizon)
+    def _start(self, s: Summary) -> None:
+        """Open new sessions in bulk, column-wise."""
+        label, index, keys = self._label, self.channel_index, s.keys
+        by_raw = {raw: index(label(raw)) for raw in set(s.channel)}
+        channels = list(map(by_raw.__getitem__, s.channel))
+        blobs, due = s.pack(channels, self.customer_key, self.timeout, self.horizon)
         if self._spans:  # near a fall-back (twice a year at most): each one's own deadline
-            due = [self._due_at(s.first[k], s.last[k], s.touched[k]) for k in keys]
+            due = list(map(self._due_at, s.first, s.last, s.touched))
         self.open.update(zip(keys, blobs, strict=True))
         self._changes.sessions.update(dict.fromkeys(keys, b""))
         self._due.file_many(keys, due)
-        names = self.channels
-        return Counter(names[c] for c in channels)
+        sessions_open, names = self._counts().sessions_open, self.channels
+        for c, n in Counter(channels).items():
+            sessions_open[names[c]] = sessions_open.get(names[c], 0) + n
 
-    def _one_by_one(self, rows: Rows, slow: dict[int, None], new: set[int]) -> Counter[str]:
-        """The rows of sessions a gap may split, in date order, one at a time."""
+    def _one_by_one(self, rows: Rows, slow: dict[int, None], new: set[int]) -> None:
+        """The rows of sessions a gap may split, in date order, one at a time. A session
+        opened here is counted open at once: a later row of the same answer may end it."""
         label = self._label
         picked = [i for i, key in enumerate(rows.keys) if key in slow]
-        opened: Counter[str] = Counter()
         after = self._counts().session_rows_after_end
         for i in picked:
             key, second, who = rows.keys[i], rows.seconds[i], rows.customers[i]
@@ -358,7 +355,7 @@ class Conversations:
             if state is None and key in new:
                 new.discard(key)  # its later rows join it, or come after its end
                 self._store(key, part.start())
-                opened[self.channels[part.channel]] += 1
+                _add(self._counts().sessions_open, self.channels[part.channel])
             elif state is None or not (
                 state.first - self.timeout <= second <= state.last + self.timeout
             ):
@@ -369,7 +366,6 @@ class Conversations:
             else:
                 state.take(part)
                 self._store(key, state)
-        return opened
 
     def _store(self, key: int, state: Open, changed: bool = True) -> None:
         """Keep a session open, and file it under the second it may end at."""
@@ -450,80 +446,120 @@ class Conversations:
 
 @dataclass
 class Summary:
-    """Each session's rows of one answer summed, in C-level passes over the date-ordered
-    columns: dictionaries by session digest, in the order sessions first appear."""
+    """Each session's rows of one answer summed, as columns in the order sessions first
+    appear (`keys`), found in C-level passes over the date-ordered rows. In a live poll a
+    session has one row per answer (a 5 s window holds one message of a conversation), and the
+    columns are then the rows' own."""
 
-    first: dict[int, int]
-    last: dict[int, int]
-    channel: dict[int, str]
-    turns: dict[int, int]
-    transfer: dict[int, int]
-    fallback: set[int]
-    awaits: set[int]  # every row at its last second leaves the customer waiting
-    customer: dict[int, object]
-    touched: dict[int, int]
+    keys: list[int]
+    first: list[int]
+    last: list[int]
+    channel: list[str]
+    turns: list[int]
+    transfer: list[int]  # its first transfer's date, or -1
+    fallback: list[bool]
+    awaits: list[bool]  # every row at its last second leaves the customer waiting
+    customer: list[object]  # who (raw), or None
+    touched: list[int]
 
     @classmethod
     def of(cls, rows: Rows) -> Summary:
         keys, seconds, codes, n = rows.keys, rows.seconds, rows.codes, len(rows.keys)
-        # Each session's first and last row, found once: its other columns are read there.
         last_at = dict(zip(keys, range(n), strict=True))
+        if len(last_at) == n:  # one row per session
+            return cls._single(rows)
+        # Each session's first and last row, found once: its other columns are read there.
         first_at = dict(zip(reversed(keys), range(n - 1, -1, -1), strict=True))
         order = list(last_at)
         fi = list(map(first_at.__getitem__, order))
         li = list(map(last_at.__getitem__, order))
-        last = dict(zip(order, map(seconds.__getitem__, li), strict=True))
+        last = list(map(seconds.__getitem__, li))
         turns: Counter[int] = Counter(keys)
         if max(rows.turns) != 1:  # rows repeated, or counted before: few, walked one by one
             for i in compress(range(n), map((1).__ne__, rows.turns)):
                 turns[keys[i]] += rows.turns[i] - 1
         touched = rows.touched
         if touched.count(touched[0]) == n:
-            latest = dict.fromkeys(order, touched[0])
+            latest = [touched[0]] * len(order)
         else:
-            latest = _latest(keys, touched)
+            latest = list(map(_latest(keys, touched).__getitem__, order))
         # Masks of codes through set look-ups: C-level passes, where `c & bit` would be a
         # Python loop over every row.
+        transfer = _firsts(keys, seconds, list(map(_TRANSFERS.__contains__, codes)))
+        fallback = set(compress(keys, map(_FALLBACKS.__contains__, codes)))
+        customer = _customers(rows, order, fi)
         return cls(
-            first=dict(zip(order, map(seconds.__getitem__, fi), strict=True)),
+            keys=order,
+            first=list(map(seconds.__getitem__, fi)),
             last=last,
-            channel=dict(zip(order, map(rows.channels.__getitem__, fi), strict=True)),
-            turns=turns,
-            transfer=_firsts(keys, seconds, list(map(_TRANSFERS.__contains__, codes))),
-            fallback=set(compress(keys, map(_FALLBACKS.__contains__, codes))),
+            channel=list(map(rows.channels.__getitem__, fi)),
+            turns=list(map(turns.__getitem__, order)),
+            transfer=list(map(transfer.get, order, repeat(-1))),
+            fallback=list(map(fallback.__contains__, order)),
             awaits=_awaiting(rows, order, list(map(codes.__getitem__, li)), last),
-            customer=_customers(rows, order, fi),
+            customer=list(map(customer.get, order)),
             touched=latest,
         )
 
+    @classmethod
+    def _single(cls, rows: Rows) -> Summary:
+        """The columns of rows that are each their session's only one (shared with `rows`:
+        a summary is read, never written)."""
+        seconds, codes, n = rows.seconds, rows.codes, len(rows.keys)
+        transfer = [-1] * n
+        for i in compress(range(n), map(_TRANSFERS.__contains__, codes)):  # a few rows
+            transfer[i] = seconds[i]
+        who = rows.customers
+        known = list(map(somebody, who))
+        return cls(
+            keys=rows.keys,
+            first=seconds,
+            last=seconds,
+            channel=rows.channels,
+            turns=rows.turns,
+            transfer=transfer,
+            fallback=list(map(_FALLBACKS.__contains__, codes)),
+            awaits=list(map(_AWAITING.__contains__, codes)),
+            customer=who
+            if all(known)
+            else [w if k else None for w, k in zip(who, known, strict=True)],
+            touched=rows.touched,
+        )
+
+    @cached_property
+    def at(self) -> dict[int, int]:
+        """Each session's index in the columns."""
+        return dict(zip(self.keys, range(len(self.keys)), strict=True))
+
+    def only(self, keep: list[bool]) -> Summary:
+        """The sessions `keep` marks."""
+        return Summary(*(list(compress(getattr(self, f.name), keep)) for f in fields(Summary)))
+
     def pack(
         self,
-        keys: list[int],
         channels: list[int],
         customer_key: Callable[[object], int],
         timeout: int,
         horizon: int,
     ) -> tuple[list[bytes], list[int]]:
-        """New sessions packed, column-wise, and the second each may end at."""
-        firsts = list(map(self.first.__getitem__, keys))
-        lasts = list(map(self.last.__getitem__, keys))
-        touched = list(map(self.touched.__getitem__, keys))
-        transfers = [self.transfer.get(k, -1) for k in keys]
-        who = self.customer
-        customers = [customer_key(who[k]) if k in who else 0 for k in keys]
-        fallback, awaits = self.fallback, self.awaits
-        flags = [
-            (_FALLBACK_SEEN if k in fallback else 0) | (_LAST_AWAITS if k in awaits else 0)
-            for k in keys
-        ]
+        """The sessions packed as new open ones, column-wise, and the second each may end at."""
+        firsts, lasts, touched = self.first, self.last, self.touched
+        customers = [0 if who is None else customer_key(who) for who in self.customer]
+        flags = list(
+            map(
+                add,
+                map(_FALLBACK_SEEN.__mul__, self.fallback),
+                map(_LAST_AWAITS.__mul__, self.awaits),
+            )
+        )
         blobs = list(
             map(
                 _OPEN.pack,
                 firsts,
                 map(sub, lasts, firsts),
                 map(sub, touched, firsts),
-                [-1 if t < 0 else t - f for t, f in zip(transfers, firsts, strict=True)],
-                map(self.turns.__getitem__, keys),
+                [-1 if t < 0 else t - f for t, f in zip(self.transfer, firsts, strict=True)],
+                self.turns,
                 flags,
                 channels,
                 customers,
@@ -535,60 +571,65 @@ class Summary:
         ]
         return blobs, due
 
-    def part(self, key: int, channel: int, customer: int) -> Part:
+    def part(self, i: int, channel: int, customer: int) -> Part:
         return Part(
-            self.first[key],
-            self.last[key],
-            self.turns[key],
-            self.transfer.get(key, -1),
-            key in self.fallback,
-            key in self.awaits,
+            self.first[i],
+            self.last[i],
+            self.turns[i],
+            self.transfer[i],
+            self.fallback[i],
+            self.awaits[i],
             channel,
             customer,
-            self.touched[key],
+            self.touched[i],
         )
 
 
-def _merge(
-    open_: dict[int, bytes], keys: list[int], s: Summary, timeout: int
-) -> tuple[list[int], list[int]]:
+def _merge(open_: dict[int, bytes], s: Summary, timeout: int) -> tuple[list[int], list[int]]:
     """Merge the rows of sessions already open (packed in `open_`, by digest) in one pass
-    over columns read at once, without unpacking them into objects. Returns the keys merged,
-    and those left for `add`'s own loop: rows spanning more than the timeout or dated away
+    over their columns, without unpacking them into objects. Returns the keys merged, and
+    those left for `add`'s own loop: rows spanning more than the timeout or dated away
     from the session (a gap may split them), a row before the session's first (it moves
     where the session is filed), a first customer.
 
     A merged session stays filed on the end-time wheel where it was: its end can only
     have moved later, and `end_before` files again a session found not quiet yet."""
-    awaits, fallback, who = s.awaits, s.fallback, s.customer
     left: list[int] = []
     merged: list[int] = []
     blobs: list[bytes] = []
-    for key, state, pf, pl, transfer, turns, touched in zip(
-        keys,
-        map(_OPEN.unpack, map(open_.__getitem__, keys)),
-        map(s.first.__getitem__, keys),
-        map(s.last.__getitem__, keys),
-        map(s.transfer.get, keys, repeat(-1)),
-        map(s.turns.__getitem__, keys),
-        map(s.touched.__getitem__, keys),
+    for key, state, pf, pl, transfer, turns, touched, fallback, awaits, who in zip(
+        s.keys,
+        map(_OPEN.unpack, map(open_.__getitem__, s.keys)),
+        s.first,
+        s.last,
+        s.transfer,
+        s.turns,
+        s.touched,
+        s.fallback,
+        s.awaits,
+        s.customer,
         strict=True,
     ):
         first, last, seen, moved, n, flags, channel, customer = state
         last += first
-        if pl - pf > timeout or not first <= pf <= last + timeout or (not customer and key in who):
+        if (
+            pl - pf > timeout
+            or not first <= pf <= last + timeout
+            or (not customer and who is not None)
+        ):
             left.append(key)
             continue
         if pl > last:
             last = pl
-            flags = flags & ~_LAST_AWAITS | (_LAST_AWAITS if key in awaits else 0)
-        elif pl == last and key not in awaits:
+            flags = flags & ~_LAST_AWAITS | (_LAST_AWAITS if awaits else 0)
+        elif pl == last and not awaits:
             flags &= ~_LAST_AWAITS
         if transfer >= 0 and (moved < 0 or transfer - first < moved):
             moved = transfer - first
-        if key in fallback:
+        if fallback:
             flags |= _FALLBACK_SEEN
-        seen = max(seen, touched - first)
+        if touched - first > seen:
+            seen = touched - first
         n = min(n + turns, 0xFFFFFFFF)
         blobs.append(_OPEN.pack(first, last - first, seen, moved, n, flags, channel, customer))
         merged.append(key)
@@ -596,32 +637,17 @@ def _merge(
     return merged, left
 
 
-def _fast_starts(
-    order: list[int], s: Summary, new: set[int], open_: dict[int, bytes], timeout: int
-) -> list[bool]:
-    """Which sessions start in bulk: new, not open (a gap may have opened one already), their
-    rows within one timeout. C-level passes: a first read has thousands."""
-    spans = map(sub, map(s.last.__getitem__, order), map(s.first.__getitem__, order))
-    wanted = zip(
-        map(new.__contains__, order),
-        map(not_, map(open_.__contains__, order)),
-        map(timeout.__ge__, spans),
-        strict=True,
-    )
-    return list(map(all, wanted))
-
-
-def _awaiting(rows: Rows, order: list[int], codes: list[int], last: dict[int, int]) -> set[int]:
-    """The sessions whose rows at their last second all leave the customer waiting: those
-    whose last row does, unless their last row that does not is at that second too."""
-    waiting = set(compress(order, map(_AWAITING.__contains__, codes)))
-    if not waiting:
+def _awaiting(rows: Rows, order: list[int], codes: list[int], last: list[int]) -> list[bool]:
+    """Whether each session's rows at its last second all leave the customer waiting: its
+    last row does, and no row of it that does not is at that second too."""
+    waiting = list(map(_AWAITING.__contains__, codes))
+    if not any(waiting):
         return waiting
     replied = list(map(_REPLIES.__contains__, rows.codes))
     answered = dict(
         zip(compress(rows.keys, replied), compress(rows.seconds, replied), strict=False)
     )
-    return {k for k in waiting if answered.get(k) != last[k]}
+    return [w and answered.get(k) != t for k, w, t in zip(order, waiting, last, strict=True)]
 
 
 def _customers(rows: Rows, order: list[int], fi: list[int]) -> dict[int, object]:

@@ -6,9 +6,12 @@ import json
 import os
 import stat
 from datetime import datetime
+from itertools import pairwise
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from exporter.api import windowing
 from exporter.api.client import TokenGate
@@ -269,3 +272,60 @@ def test_without_a_state_file_nothing_piles_up_for_saves(sim_factory):
     assert not changes.buckets and not changes.transfers
     talk = changes.conversations
     assert not talk.sessions and not talk.gone and not talk.customers and not talk.customers_gone
+
+
+_ANSWERS = ("Hola, ¿qué necesitas?", "No entendí tu mensaje", "transfer_skill", "Listo, gracias")
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from("ABCDEF"),
+            st.integers(0, 900),
+            st.sampled_from(_ANSWERS),
+            st.sampled_from(("c1", "c2", "")),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.lists(st.integers(1, 40), max_size=6),
+)
+def test_the_same_rows_in_one_answer_or_in_pieces_give_the_same_figures(rows, cuts):
+    """A range split into several answers (a cap split, a retry that comes back in parts)
+    follows its conversations as one answer does: a session with several rows in an answer
+    and one with a row per answer go different ways through the code, to the same figures."""
+    records = sorted(
+        (
+            row(s, sid, a, customer=who, customer_query=f"q{i}")
+            for i, (sid, s, a, who) in enumerate(rows)
+        ),
+        key=lambda r: r["date"],
+    )
+
+    def figures(pieces: list[list[Any]]) -> dict[str, Any]:
+        t = Tally(operation_settings(kpis=KPIS))
+        for piece in pieces:
+            t.ingest(answer(*piece), BASE, BASE + 1799)
+        t.forget_before(BASE + 1800)
+        read(t, 1800, 3599)
+        c = t.counts
+        assert sum(c.interactions.values()) == len(records)
+        return {
+            "ended": c.sessions_ended,
+            "open": c.sessions_open,
+            "turns": (c.session_turns, c.session_turns_sum),
+            "duration": (c.session_duration, c.session_duration_sum),
+            "transfer": (c.session_time_to_transfer, c.session_time_to_transfer_sum),
+            "fallback": c.sessions_with_fallback,
+            "after_end": c.session_rows_after_end,
+            "recontact": c.sessions_recontact,
+        }
+
+    bounds = sorted({0, *(c for c in cuts if c < len(records)), len(records)})
+    pieces = [records[a:b] for a, b in pairwise(bounds)]
+    singles = [[r] for r in records]
+    whole = figures([records])
+    assert sum(whole["ended"].values()) == len({sid for sid, *_ in rows})
+    assert figures(pieces) == whole
+    assert figures(singles) == whole
