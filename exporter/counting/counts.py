@@ -13,7 +13,7 @@ decoding, no dedupe and no label normalising; `aggregation.Tally` feeds it.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 
 import msgspec
 
@@ -131,14 +131,14 @@ class Ledger:
                 transfers.add(group[2])
         return transfers
 
-    def add_sessions(self, new: Iterable[str], transferred: Iterable[str]) -> None:
-        """Count sessions new to us and sessions transferred for the first time, one channel
-        label per session."""
-        for totals, channels in (
+    def add_sessions(self, new: Mapping[str, int], transferred: Mapping[str, int]) -> None:
+        """Count sessions new to us and sessions transferred for the first time, each given
+        as how many by channel label."""
+        for totals, by_channel in (
             (self.counts.sessions_total, new),
             (self.counts.transferred_total, transferred),
         ):
-            for ch, n in Counter(channels).items():
+            for ch, n in by_channel.items():
                 totals[ch] = totals.get(ch, 0) + n
 
     def publish(

@@ -44,9 +44,17 @@ class Customers:
     def distinct(self, window_start: int, channel: Callable[[str], str]) -> Counter[str]:
         """Distinct customers of a window by channel label."""
         filed = self.by_window.get(window_start, set())
-        labels = {raw: channel(raw) for raw in {ch for ch, _ in filed}}
-        seen = {(labels[ch], who) for ch, who in filed if who not in _NOBODY}
-        return Counter(ch for ch, _ in seen)
+        raws = set(map(_FIRST, filed))
+        labels = {raw: channel(raw) for raw in raws}
+        if len(set(labels.values())) < len(labels):  # raw channels folded into one label
+            seen = {(labels[ch], who) for ch, who in filed if who not in _NOBODY}
+            return Counter(map(_FIRST, seen))
+        # One label per raw channel (the usual case): the pairs filed are distinct already,
+        # and are counted in C; the few "nobody" pairs are taken off after.
+        counts = Counter(map(labels.__getitem__, map(_FIRST, filed)))
+        for raw in raws:
+            counts[labels[raw]] -= sum((raw, nobody) in filed for nobody in _NOBODY)
+        return +counts
 
     def forget_before(self, window_start: int) -> None:
         for start in [w for w in self.by_window if w < window_start]:

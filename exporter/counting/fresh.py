@@ -48,7 +48,7 @@ def fresh_rows(answer: Answer, known: Mapping[bytes, int]) -> tuple[list[Record 
     """The decoded rows with copies not counted yet (a row's text where it did not decode),
     one per digest, and their columns: digest, copies now, copies counted before."""
     rows = answer.rows
-    fps = [fingerprint(raw) for raw in rows]
+    fps = list(map(fingerprint, rows))
     copies = Counter(fps)
     # Each digest with copies not counted yet, how many copies now, and how many before.
     fresh: Fresh

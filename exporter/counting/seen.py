@@ -191,7 +191,7 @@ class Sessions:
         the digests with a transfer among them); return the digests of the sessions that are
         new and of those transferred for the first time."""
         known = self.transferred
-        new = [key for key in first_channel if key not in known]
+        new = list(filterfalse(known.__contains__, first_channel))
         newly_transferred = [
             key for key in transferred if key in first_channel and not known.get(key, False)
         ]

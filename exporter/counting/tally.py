@@ -283,10 +283,19 @@ def _admit(
     the new ones."""
     new, newly_transferred = sessions.admit(found.channels, found.transferred, last)
     raw = found.channels
+    # Counted by raw channel in C, then labelled once per channel.
     ledger.add_sessions(
-        (channel(raw[k]) for k in new), (channel(raw[k]) for k in newly_transferred)
+        _labelled(Counter(map(raw.__getitem__, new)), channel),
+        _labelled(Counter(map(raw.__getitem__, newly_transferred)), channel),
     )
     return set(new)
+
+
+def _labelled(by_raw: Counter[str], channel: Callable[[str], str]) -> Counter[str]:
+    out: Counter[str] = Counter()
+    for raw, n in by_raw.items():
+        out[channel(raw)] += n
+    return out
 
 
 def _outside(seconds: list[int], fresh: Fresh, first: int, last: int, result: Ingested) -> int:

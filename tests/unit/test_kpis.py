@@ -167,6 +167,7 @@ def test_distinct_customers_per_window_by_id_else_phone_else_email():
             {"second": 4, "customer_id": "", "customer_phone": "", "customer_email": "x@y.co"},
             {"second": 5, "customer_id": "", "customer_phone": "", "customer_email": ""},
             {"second": 6, "customer_id": ["odd"], "channel": "web"},  # odd JSON still counts
+            {"second": 7, "customer_id": "9", "channel": "WhatsApp"},  # the same label
         ),
         BASE,
         BASE + 299,
