@@ -68,6 +68,9 @@ class Fleet:
         )
         leaving = [current[n] for n in change.removed + change.changed]
         self._retire(leaving)
+        if self.store is not None:
+            for name in change.removed:
+                self.store.release(name)
         saved = self.store.load() if self.store is not None and change.added else {}
         fresh = {n: self._poller(wanted[n], saved.get(n)) for n in change.added}
         # A changed operation continues from what its predecessor counted, cursor included.

@@ -561,6 +561,12 @@ class StateStore:
             self.last_save_ok = True
             return True
 
+    def release(self, name: str) -> None:
+        """Drop what is kept in memory for an operation no longer polled (the tally it last
+        saved, with its fingerprints); its rows stay in the database for a later return."""
+        with self._lock:
+            self._tallies.pop(name, None)
+
     def close(self) -> None:
         with self._lock:
             if self._db is not None:

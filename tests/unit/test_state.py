@@ -135,6 +135,31 @@ def test_a_state_path_that_cannot_be_written_is_refused_at_start(tmp_path, capsy
     assert "state.path: cannot write a state file at" in capsys.readouterr().err
 
 
+def test_an_operation_released_keeps_no_tally_in_memory_and_its_state_on_disk(
+    tmp_path, monkeypatch
+):
+    """A reload that removes an operation releases the tally its store kept for quiet polls
+    (its fingerprints with it); the state stays saved for its return."""
+    store = StateStore(tmp_path / "state.db")
+    tally = TallyState(counts=Counts(received=7))
+    state = OperationState(cursor=START, origin=START, requests={}, tally=tally)
+    encoded: list[TallyState] = []
+    encode = state_module._encode_tally
+
+    def counted(t: TallyState) -> msgspec.Raw:
+        encoded.append(t)
+        return encode(t)
+
+    monkeypatch.setattr(state_module, "_encode_tally", counted)
+    assert store.save("gone", state) and store.save("gone", state)
+    assert len(encoded) == 1  # the same tally again: its encoding was kept
+    store.release("gone")
+    assert store.save("gone", state)
+    assert len(encoded) == 2  # nothing was kept for it any more
+    store.release("gone")
+    assert StateStore(tmp_path / "state.db").load()["gone"].tally.counts.received == 7
+
+
 def test_temp_files_of_crashed_saves_are_removed(tmp_path):
     state = tmp_path / "state.json"
     gone = tmp_path / ".state.json.999999999.tmp"  # no such process
