@@ -597,6 +597,9 @@ def _merge(open_: dict[int, bytes], s: Summary, timeout: int) -> tuple[list[int]
     left: list[int] = []
     merged: list[int] = []
     blobs: list[bytes] = []
+    # Bound once: this loop runs once per session of every live poll.
+    pack, keep, note = _OPEN.pack, blobs.append, merged.append
+    waits, not_waits = _LAST_AWAITS, ~_LAST_AWAITS
     for key, state, pf, pl, transfer, turns, touched, fallback, awaits, who in zip(
         s.keys,
         map(_OPEN.unpack, map(open_.__getitem__, s.keys)),
@@ -621,18 +624,20 @@ def _merge(open_: dict[int, bytes], s: Summary, timeout: int) -> tuple[list[int]
             continue
         if pl > last:
             last = pl
-            flags = flags & ~_LAST_AWAITS | (_LAST_AWAITS if awaits else 0)
+            flags = flags & not_waits | (waits if awaits else 0)
         elif pl == last and not awaits:
-            flags &= ~_LAST_AWAITS
+            flags &= not_waits
         if transfer >= 0 and (moved < 0 or transfer - first < moved):
             moved = transfer - first
         if fallback:
             flags |= _FALLBACK_SEEN
         if touched - first > seen:
             seen = touched - first
-        n = min(n + turns, 0xFFFFFFFF)
-        blobs.append(_OPEN.pack(first, last - first, seen, moved, n, flags, channel, customer))
-        merged.append(key)
+        n += turns
+        if n > 0xFFFFFFFF:
+            n = 0xFFFFFFFF
+        keep(pack(first, last - first, seen, moved, n, flags, channel, customer))
+        note(key)
     open_.update(zip(merged, blobs, strict=True))
     return merged, left
 
