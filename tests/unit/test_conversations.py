@@ -307,6 +307,8 @@ def test_the_same_rows_in_one_answer_or_in_pieces_give_the_same_figures(rows, cu
         t = Tally(operation_settings(kpis=KPIS))
         for piece in pieces:
             t.ingest(answer(*piece), BASE, BASE + 1799)
+            # The gauge is the sessions held open, at every step.
+            assert sum(t.counts.sessions_open.values()) == len(t.conversations)
         t.forget_before(BASE + 1800)
         read(t, 1800, 3599)
         c = t.counts
