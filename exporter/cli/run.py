@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import logging
 from zoneinfo import ZoneInfo
 
@@ -78,27 +79,14 @@ def parser() -> argparse.ArgumentParser:
 
 def _demo_config() -> config.Config:
     block_signals()  # before the simulator's thread starts
+    # Conversations a tenth as long as real ones (seconds between messages, regulars back
+    # within minutes), so that sessions end and re-contacts show in the first minutes.
+    # Steady day and night: with the simulated daily curve, a demo started in the evening
+    # of the Americas showed a twelfth of this and panels stayed empty for minutes.
+    traffic = functools.partial(simulator.Traffic, daily_curve=False, late_max=30, think=0.1)
     tenants = {
-        # Conversations a tenth as long as real ones (seconds between messages, regulars back
-        # within minutes), so that sessions end and re-contacts show in the first minutes.
-        # Steady day and night: with the simulated daily curve, a demo started in the evening
-        # of the Americas showed a twelfth of this and panels stayed empty for minutes.
-        "bogota": simulator.Traffic(
-            seed=1,
-            zone=ZoneInfo("America/Bogota"),
-            rate_per_minute=300,
-            daily_curve=False,
-            late_max=30,
-            think=0.1,
-        ),
-        "mexico": simulator.Traffic(
-            seed=2,
-            zone=ZoneInfo("America/Mexico_City"),
-            rate_per_minute=150,
-            daily_curve=False,
-            late_max=30,
-            think=0.1,
-        ),
+        "bogota": traffic(seed=1, zone=ZoneInfo("America/Bogota"), rate_per_minute=300),
+        "mexico": traffic(seed=2, zone=ZoneInfo("America/Mexico_City"), rate_per_minute=150),
     }
     sim = simulator.Simulator(tenants, {DEMO_TOKEN})
     _, url = simulator.serve(sim)
