@@ -30,6 +30,7 @@ from typing import TypeVar, cast
 
 from exporter.api import windowing
 from exporter.counting.counts import Counts, TallyState
+from exporter.counting.journal import Journal
 from exporter.counting.recontacts import Recontacts
 from exporter.counting.wheel import Wheel
 from exporter.settings.config import FALLBACK, Kpis
@@ -59,6 +60,7 @@ _TRANSFERS, _FALLBACKS, _AWAITING, _REPLIES = (
 # re-read may still return one of its rows, its first transfer (-1: none); its rows; flags; its
 # channel label (an index into `Conversations.channels`); its customer's keyed digest (0: none).
 _OPEN = struct.Struct("<qiiiIBHQ")
+OPEN_SIZE = _OPEN.size  # what the state store's journal holds per session beside its digest
 _FALLBACK_SEEN, _LAST_AWAITS = 1, 2
 _WHEEL = 60  # seconds per bucket of the end-time wheel
 Spans = list[tuple[int, int, int]]  # repeated wall time: (start, end, shift)
@@ -76,7 +78,6 @@ class Open:
     flags: int
     channel: int
     customer: int
-    was: int = -1  # its first row's date when unpacked: where the database files it
 
     @classmethod
     def unpack(cls, blob: bytes) -> Open:
@@ -90,7 +91,6 @@ class Open:
             flags,
             channel,
             customer,
-            first,
         )
 
     def pack(self) -> bytes:
@@ -231,13 +231,15 @@ class Rows:
 
 @dataclass
 class Changes:
-    """What a save must write of the conversations since the last one. The database files a
-    session by its first row's date and a customer by their last session's end, so that a
-    poll's changes (recent sessions) fall on a few pages: what was filed elsewhere is named by
-    where it was filed, to be deleted there."""
+    """What a save must write of the conversations since the last one: a journal entry of the
+    sessions (see `journal`), and the customers. The database files a customer by their last
+    session's end, so that a poll's changes fall on its newest pages: a customer filed
+    elsewhere before is named by where, to be deleted there."""
 
     sessions: dict[int, bytes] = field(default_factory=dict)  # open, changed
-    gone: dict[int, int] = field(default_factory=dict)  # ended or moved: digest -> filed under
+    gone: set[int] = field(default_factory=set)  # ended
+    generation: int = 0  # of the journal entry
+    drop_before: int | None = None  # journal generations before it are gone
     customers: dict[int, int] = field(default_factory=dict)
     customers_gone: dict[int, int] = field(default_factory=dict)  # moved: digest -> filed under
     customers_floor: int | None = None  # customers filed under an earlier second are forgotten
@@ -271,6 +273,7 @@ class Conversations:
         self._zone = zone
         self._spans: Spans = []  # repeated spans near the work at hand
         self._changes = Changes()
+        self._journal = Journal()
 
     def __len__(self) -> int:
         return len(self.open)
@@ -372,9 +375,6 @@ class Conversations:
         if changed:
             self.open[key] = state.pack()
             self._changes.sessions[key] = b""
-            if state.first != state.was >= 0:  # an earlier row came: filed elsewhere now
-                self._changes.gone.setdefault(key, state.was)
-                state.was = state.first
         self._due.file(key, self._due_at(state.first, state.last, state.touched))
 
     def _due_at(self, first: int, last: int, touched: int) -> int:
@@ -410,8 +410,7 @@ class Conversations:
         """Observe a session once, and its customer's re-contact."""
         self.open.pop(key, None)
         self._changes.sessions.pop(key, None)
-        if state.was >= 0:  # saved before, perhaps: filed under its first row's date then
-            self._changes.gone.setdefault(key, state.was)
+        self._changes.gone.add(key)  # saved before, perhaps
         counts = self._counts()
         label = self.channels[state.channel]
         observe(counts, label, state, expired)
@@ -423,11 +422,18 @@ class Conversations:
 
     def pending(self) -> Changes:
         """What changed since the last `saved()`, ready to write."""
-        sessions = {k: self.open[k] for k in self._changes.sessions if k in self.open}
-        return Changes(sessions, dict(self._changes.gone), *self.recontacts.pending())
+        entry = self._journal.plan(self.open, self._changes.sessions, self._changes.gone)
+        return Changes(
+            entry.sessions,
+            entry.ended,
+            entry.generation,
+            entry.drop_before,
+            *self.recontacts.pending(),
+        )
 
     def saved(self) -> None:
         self._changes = Changes()
+        self._journal.saved()
         self.recontacts.saved()
 
     def image(self) -> tuple[dict[int, bytes], dict[int, int]]:  # a copy of everything
@@ -441,6 +447,7 @@ class Conversations:
             self.open[key] = blob
             self._store(key, Open.unpack(blob), changed=False)
         self.recontacts.load(saved.recontact_customers)
+        self._journal.loaded(saved.journal_generation, saved.journal_entries)
         self._changes = Changes()
 
 

@@ -82,10 +82,14 @@ class TallyState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     session_buckets: dict[int, bytes] = {}
     session_transfers: bytes = b""
     # Open sessions (packed, by session digest) and customers of the re-contact window (by
-    # keyed digest), rows of their own in the database too; channel labels by index.
+    # keyed digest), rows of their own in the database too (the sessions as a journal);
+    # channel labels by index.
     open_sessions: dict[int, bytes] = {}
     recontact_customers: dict[int, int] = {}
     session_channels: list[str] = []
+    # Where the store's journal of open sessions stands (`journal.Journal`), as read at load.
+    journal_generation: int = 0
+    journal_entries: int = 0
 
 
 class Ledger:

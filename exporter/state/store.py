@@ -4,15 +4,17 @@ The store is a SQLite database (the standard library's sqlite3, in WAL mode with
 per operation, one row holds the cursor, every counter and the dedupe fingerprints still inside
 the re-read horizon (all small: bounded by the label caps and by traffic times the look-back),
 and the sessions remembered for the session horizon (large: a busy operation's day is a million)
-live in rows of one ten-minute bucket each. A poll's save is one transaction that rewrites the
-operation's row and only the session buckets that changed, so it costs the same whatever the
-horizon holds, and never touches another operation's rows. A crash at any instant leaves the
+live in rows of one ten-minute bucket each; the open sessions of conversations are a journal
+of each save's changes (`counting.journal`). A poll's save is one transaction that rewrites the
+operation's row, only the session buckets that changed and one journal row, so it costs the
+same whatever the horizon holds, and never touches another operation's rows. A crash at any instant leaves the
 last committed transaction. A damaged database is moved aside with a clear log line and the
 exporter starts fresh rather than crash-looping.
 
 A JSON state file of version 2 at the same path is migrated on first start: it is kept beside as
 `<name>.v2.json`, and the database replaces it atomically. A database of version 3 (the counts
-as lists of tuples) is upgraded in place, in one transaction.
+as lists of tuples) is upgraded in place, in one transaction, as is one of version 5 (a row per
+open session).
 """
 
 from __future__ import annotations
@@ -20,7 +22,6 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -29,13 +30,17 @@ from pathlib import Path
 
 import msgspec
 
+from exporter.counting import journal
+from exporter.counting.conversations import OPEN_SIZE
 from exporter.counting.counts import Counts, TallyState
-from exporter.counting.seen import Changes, pack
+from exporter.counting.seen import Changes, pack, unpack
 from exporter.state import secret
 
 log = logging.getLogger(__name__)
 
-VERSION = 5  # the database; 4 had no conversations, 3 stored the counts as lists, 2 was JSON
+# The database's version: 5 kept a row per open session, 4 had no conversations, 3 stored the
+# counts as lists, 2 was JSON.
+VERSION = 6
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 Key = tuple[str, str, str]
@@ -137,18 +142,16 @@ CREATE TABLE IF NOT EXISTS session_transfers (
     operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS session_transfers_by_bucket ON session_transfers (operation, bucket);
-CREATE TABLE IF NOT EXISTS open_sessions (
-    operation TEXT NOT NULL, first INTEGER NOT NULL, key INTEGER NOT NULL, state BLOB NOT NULL,
-    PRIMARY KEY (operation, first, key)
+CREATE TABLE IF NOT EXISTS session_journal (
+    operation TEXT NOT NULL, seq INTEGER NOT NULL, generation INTEGER NOT NULL,
+    sessions BLOB NOT NULL, ended BLOB NOT NULL,
+    PRIMARY KEY (operation, seq)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS recontact_customers (
     operation TEXT NOT NULL, last INTEGER NOT NULL, key INTEGER NOT NULL, value INTEGER NOT NULL,
     PRIMARY KEY (operation, last, key)
 ) WITHOUT ROWID;
 """
-
-
-_FIRST = struct.Struct("<q")  # a packed open session begins with its first row's date
 
 
 def _signed(key: int) -> int:
@@ -176,6 +179,8 @@ def _connect(path: Path) -> sqlite3.Connection:
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file starts with its header
         elif row[0] == 3:
             _upgrade_v3(db)
+        elif row[0] == 5:
+            _upgrade_v5(db)
         elif row[0] == 4:
             # Version 5 added the conversation tables (created above) and fields that
             # default to empty: an older exporter must not read what it would misread.
@@ -212,6 +217,8 @@ def _encode_tally(tally: TallyState) -> msgspec.Raw:
         session_transfers=b"",
         open_sessions={},
         recontact_customers={},
+        journal_generation=0,
+        journal_entries=0,
     )
     return msgspec.Raw(_ENCODER.encode(small))
 
@@ -258,18 +265,16 @@ def _write_operation(
 def _write_conversations(
     db: sqlite3.Connection, name: str, state: OperationState, changes: Changes | None
 ) -> None:
-    """Open sessions, filed by their first row's date, and re-contact customers, by their last
-    session's end: all of them, or the changes (which then fall on the newest pages)."""
+    """Open sessions as a journal entry (or, without `changes`, as the whole journal anew), and
+    re-contact customers, by their last session's end: all of them, or the changes (which then
+    fall on the newest pages)."""
     if changes is None:
-        db.execute("DELETE FROM open_sessions WHERE operation = ?", (name,))
+        db.execute("DELETE FROM session_journal WHERE operation = ?", (name,))
         db.execute("DELETE FROM recontact_customers WHERE operation = ?", (name,))
         sessions, customers = state.tally.open_sessions, state.tally.recontact_customers
+        _append_journal(db, name, journal.Entry(dict(sessions), set(), 0, None))
     else:
         talk = changes.conversations
-        db.executemany(
-            "DELETE FROM open_sessions WHERE operation = ? AND first = ? AND key = ?",
-            [(name, first, _signed(k)) for k, first in talk.gone.items()],
-        )
         db.executemany(
             "DELETE FROM recontact_customers WHERE operation = ? AND last = ? AND key = ?",
             [(name, last, _signed(k)) for k, last in talk.customers_gone.items()],
@@ -279,15 +284,37 @@ def _write_conversations(
                 "DELETE FROM recontact_customers WHERE operation = ? AND last < ?",
                 (name, talk.customers_floor),
             )
-        sessions, customers = talk.sessions, talk.customers
-    db.executemany(
-        "INSERT OR REPLACE INTO open_sessions VALUES (?, ?, ?, ?)",
-        [(name, _FIRST.unpack_from(blob)[0], _signed(k), blob) for k, blob in sessions.items()],
-    )
+        entry = journal.Entry(talk.sessions, talk.gone, talk.generation, talk.drop_before)
+        _append_journal(db, name, entry)
+        customers = talk.customers
     db.executemany(
         "INSERT OR REPLACE INTO recontact_customers VALUES (?, ?, ?, ?)",
         [(name, v >> 2, _signed(k), v) for k, v in customers.items()],
     )
+
+
+def _append_journal(db: sqlite3.Connection, name: str, entry: journal.Entry) -> None:
+    """One row of the operation's session journal, after its others; and the rows of older
+    generations deleted if the entry completes an image."""
+    if entry.sessions or entry.ended:
+        (last,) = db.execute(
+            "SELECT max(seq) FROM session_journal WHERE operation = ?", (name,)
+        ).fetchone()
+        db.execute(
+            "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
+            (
+                name,
+                0 if last is None else last + 1,
+                entry.generation,
+                journal.pack(entry.sessions),
+                pack(entry.ended),
+            ),
+        )
+    if entry.drop_before is not None:
+        db.execute(
+            "DELETE FROM session_journal WHERE operation = ? AND generation < ?",
+            (name, entry.drop_before),
+        )
 
 
 def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
@@ -305,12 +332,14 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
                 "SELECT digests FROM session_transfers WHERE operation = ?", (name,)
             )
         )
-        sessions = {
-            _unsigned(k): blob
-            for k, blob in db.execute(
-                "SELECT key, state FROM open_sessions WHERE operation = ?", (name,)
-            )
-        }
+        rows = db.execute(
+            "SELECT generation, sessions, ended FROM session_journal WHERE operation = ?"
+            " ORDER BY seq",
+            (name,),
+        ).fetchall()
+        sessions, entries = journal.replay(
+            ((blob, unpack(ended)) for _, blob, ended in rows), OPEN_SIZE
+        )
         customers = {
             _unsigned(k): v
             for k, v in db.execute(
@@ -323,6 +352,8 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
             session_transfers=transfers,
             open_sessions=sessions,
             recontact_customers=customers,
+            journal_generation=max((g for g, _, _ in rows), default=0),
+            journal_entries=entries,
         )
         out[name] = msgspec.structs.replace(state, tally=tally)
     return out
@@ -391,6 +422,24 @@ def _upgrade_v3(db: sqlite3.Connection) -> None:
             )
         db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
     log.info("state database upgraded", extra={"from_version": 3, "to_version": VERSION})
+
+
+def _upgrade_v5(db: sqlite3.Connection) -> None:
+    """Version 6 keeps the open sessions as a journal (`counting.journal`) instead of a row
+    each: each operation's rows become its journal's first row, in one transaction."""
+    with _transaction(db):
+        names = [n for (n,) in db.execute("SELECT DISTINCT operation FROM open_sessions")]
+        for name in names:
+            sessions = {
+                _unsigned(k): blob
+                for k, blob in db.execute(
+                    "SELECT key, state FROM open_sessions WHERE operation = ?", (name,)
+                )
+            }
+            _append_journal(db, name, journal.Entry(sessions, set(), 0, None))
+        db.execute("DROP TABLE open_sessions")
+        db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
+    log.info("state database upgraded", extra={"from_version": 5, "to_version": VERSION})
 
 
 class StateStore:

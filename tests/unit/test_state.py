@@ -302,7 +302,7 @@ def test_a_database_of_version_3_is_upgraded_in_place(sim_factory, tmp_path, cap
     assert after.collected_until == before.collected_until
     _polls_on_exactly(poller, clock, traffic)
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (5,)
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (6,)
 
 
 def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_path, caplog):
