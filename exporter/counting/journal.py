@@ -25,7 +25,7 @@ from typing import cast
 # quiet operation's journal stays a few rows.
 FLOOR = 65_536
 # An image is written over this many saves at least, and no fewer than `SLICE` sessions a save.
-SLICES = 16
+SLICES = 128
 SLICE = 8_192
 
 
@@ -74,45 +74,48 @@ class Journal:
     def __init__(self) -> None:
         self.generation = 0
         self.entries = 0  # entries the journal holds, all generations
-        self._image: list[int] = []  # digests still to write again, in the image under way
+        self._image: list[int] = []  # the digests of the image under way; written from the end
+        self._left = 0  # how many of them are still to write
         self._step = SLICE  # sessions of the image under way written per save
         self._since = 0  # entries written since the image under way started
-        self._planned: tuple[Entry, list[int], int, int] | None = None
+        self._planned: tuple[Entry, list[int], int, int, int] | None = None
 
     def loaded(self, generation: int, entries: int) -> None:
         """After a restart: the journal as the store read it. An image under way is not
         resumed; the next one starts a generation above."""
         self.generation, self.entries = generation, entries
-        self._image, self._since, self._planned = [], 0, None
+        self._image, self._left, self._since, self._planned = [], 0, 0, None
 
     def plan(self, open_: dict[int, bytes], changed: Iterable[int], ended: set[int]) -> Entry:
         """The entry the next save writes: the changed sessions still open, the ended ones, and
         the next slice of an image if one is under way or due. Nothing changes until `saved`,
         so a failed save is planned again the same way."""
         sessions: dict[int, bytes | None] = {k: open_[k] for k in changed if k in open_}
-        image, generation, since, step = self._image, self.generation, self._since, self._step
-        starting = not image and self.entries > 2 * len(open_) + FLOOR
+        image, left, step = self._image, self._left, self._step
+        generation, since = self.generation, self._since
+        starting = not left and self.entries > 2 * len(open_) + FLOOR
         if starting:
             image, generation, since = list(open_), generation + 1, 0
-            step = max(SLICE, -(-len(image) // SLICES))
+            left, step = len(image), max(SLICE, -(-len(image) // SLICES))
         drop_before = None
-        if image or starting:
-            part, image = image[:step], image[step:]
+        if left or starting:
+            part = image[max(0, left - step) : left]
+            left = max(0, left - step)
             sessions.update(zip(part, map(open_.get, part), strict=True))
             if len(sessions) and None in sessions.values():  # ended since the image started
                 sessions = {k: v for k, v in sessions.items() if v is not None}
-            if not image:
-                drop_before = generation
+            if not left:
+                image, drop_before = [], generation
         entry = Entry(cast(dict[int, bytes], sessions), set(ended), generation, drop_before)
         written = len(entry.sessions) + len(entry.ended)
-        self._planned = (entry, image, step, since + written)
+        self._planned = (entry, image, left, step, since + written)
         return entry
 
     def saved(self) -> None:
         """The last planned entry is written."""
         if self._planned is None:
             return
-        entry, self._image, self._step, self._since = self._planned
+        entry, self._image, self._left, self._step, self._since = self._planned
         self._planned = None
         self.generation = entry.generation
         written = len(entry.sessions) + len(entry.ended)

@@ -146,7 +146,7 @@ CREATE TABLE IF NOT EXISTS session_journal (
     operation TEXT NOT NULL, seq INTEGER NOT NULL, generation INTEGER NOT NULL,
     sessions BLOB NOT NULL, ended BLOB NOT NULL,
     PRIMARY KEY (operation, seq)
-) WITHOUT ROWID;
+);
 CREATE TABLE IF NOT EXISTS recontact_customers (
     operation TEXT NOT NULL, last INTEGER NOT NULL, key INTEGER NOT NULL, value INTEGER NOT NULL,
     PRIMARY KEY (operation, last, key)
@@ -294,27 +294,35 @@ def _write_conversations(
 
 
 def _append_journal(db: sqlite3.Connection, name: str, entry: journal.Entry) -> None:
-    """One row of the operation's session journal, after its others; and the rows of older
-    generations deleted if the entry completes an image."""
-    if entry.sessions or entry.ended:
-        (last,) = db.execute(
-            "SELECT max(seq) FROM session_journal WHERE operation = ?", (name,)
-        ).fetchone()
+    """The entry as rows of the operation's session journal, after its others, a row per
+    `_JOURNAL_ROW` sessions (a whole image of a million is not one 40 MB row); and the rows of
+    older generations deleted if the entry completes an image."""
+    (last,) = db.execute(
+        "SELECT max(seq) FROM session_journal WHERE operation = ?", (name,)
+    ).fetchone()
+    seq = 0 if last is None else last + 1
+    keys = list(entry.sessions)
+    for at in range(0, len(keys), _JOURNAL_ROW):
+        part = {k: entry.sessions[k] for k in keys[at : at + _JOURNAL_ROW]}
+        ended = pack(entry.ended) if at == 0 else b""  # replayed before any of its sessions
         db.execute(
             "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
-            (
-                name,
-                0 if last is None else last + 1,
-                entry.generation,
-                journal.pack(entry.sessions),
-                pack(entry.ended),
-            ),
+            (name, seq, entry.generation, journal.pack(part), ended),
+        )
+        seq += 1
+    if entry.ended and not keys:
+        db.execute(
+            "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
+            (name, seq, entry.generation, b"", pack(entry.ended)),
         )
     if entry.drop_before is not None:
         db.execute(
             "DELETE FROM session_journal WHERE operation = ? AND generation < ?",
             (name, entry.drop_before),
         )
+
+
+_JOURNAL_ROW = 65_536
 
 
 def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
