@@ -4,7 +4,7 @@ all of them rolled out a slice per save.
 A live poll changes open sessions all over their table: a session that started an hour ago has
 its next message now. Written as one database row per session, a poll's 2,000 changes touched
 nearly every page of a 60,000-session table: 13 ms of CPU and megabytes of write-ahead log per
-poll, more than the poll's ingest. So a save appends one row instead: the packed state of the
+poll, about what the poll's ingest costs. So a save appends one row instead: the packed state of the
 sessions that changed, and the digests of those that ended. A restart replays the rows in order.
 
 Replayed rows would pile up, so once the journal holds more entries than twice the sessions open

@@ -7,9 +7,9 @@ and the sessions remembered for the session horizon (large: a busy operation's d
 live in rows of one ten-minute bucket each; the open sessions of conversations are a journal
 of each save's changes (`counting.journal`). A poll's save is one transaction that rewrites the
 operation's row, only the session buckets that changed and one journal row, so it costs the
-same whatever the horizon holds, and never touches another operation's rows. A crash at any instant leaves the
-last committed transaction. A damaged database is moved aside with a clear log line and the
-exporter starts fresh rather than crash-looping.
+same whatever the horizon holds, and never touches another operation's rows. A crash at any
+instant leaves the last committed transaction. A damaged database is moved aside with a clear
+log line and the exporter starts fresh rather than crash-looping.
 
 A JSON state file of version 2 at the same path is migrated on first start: it is kept beside as
 `<name>.v2.json`, and the database replaces it atomically. A database of version 3 (the counts
