@@ -297,24 +297,20 @@ def _append_journal(db: sqlite3.Connection, name: str, entry: journal.Entry) -> 
     """The entry as rows of the operation's session journal, after its others, a row per
     `_JOURNAL_ROW` sessions (a whole image of a million is not one 40 MB row); and the rows of
     older generations deleted if the entry completes an image."""
-    (last,) = db.execute(
-        "SELECT max(seq) FROM session_journal WHERE operation = ?", (name,)
-    ).fetchone()
-    seq = 0 if last is None else last + 1
     keys = list(entry.sessions)
-    for at in range(0, len(keys), _JOURNAL_ROW):
-        part = {k: entry.sessions[k] for k in keys[at : at + _JOURNAL_ROW]}
-        ended = pack(entry.ended) if at == 0 else b""  # replayed before any of its sessions
-        db.execute(
-            "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
-            (name, seq, entry.generation, journal.pack(part), ended),
-        )
-        seq += 1
-    if entry.ended and not keys:
-        db.execute(
-            "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
-            (name, seq, entry.generation, b"", pack(entry.ended)),
-        )
+    if keys or entry.ended:
+        (last,) = db.execute(
+            "SELECT max(seq) FROM session_journal WHERE operation = ?", (name,)
+        ).fetchone()
+        seq = 0 if last is None else last + 1
+        for at in range(0, max(len(keys), 1), _JOURNAL_ROW):
+            part = {k: entry.sessions[k] for k in keys[at : at + _JOURNAL_ROW]}
+            ended = pack(entry.ended) if at == 0 else b""  # replayed before any session
+            db.execute(
+                "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
+                (name, seq, entry.generation, journal.pack(part), ended),
+            )
+            seq += 1
     if entry.drop_before is not None:
         db.execute(
             "DELETE FROM session_journal WHERE operation = ? AND generation < ?",
