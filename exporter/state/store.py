@@ -304,7 +304,11 @@ def _append_journal(db: sqlite3.Connection, name: str, entry: journal.Entry) -> 
         ).fetchone()
         seq = 0 if last is None else last + 1
         for at in range(0, max(len(keys), 1), _JOURNAL_ROW):
-            part = {k: entry.sessions[k] for k in keys[at : at + _JOURNAL_ROW]}
+            part = (
+                entry.sessions
+                if len(keys) <= _JOURNAL_ROW  # a poll's changes: one row, no copy
+                else {k: entry.sessions[k] for k in keys[at : at + _JOURNAL_ROW]}
+            )
             ended = pack(entry.ended) if at == 0 else b""  # replayed before any session
             db.execute(
                 "INSERT INTO session_journal VALUES (?, ?, ?, ?, ?)",
