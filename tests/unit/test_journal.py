@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from exporter.counting import journal
 from exporter.counting.conversations import Open
 from exporter.counting.tally import Tally
+from exporter.state import store as store_module
 from exporter.state.store import OperationState, StateStore
 from tests.support.harness import operation_settings
 
@@ -59,6 +60,7 @@ def test_a_restart_finds_exactly_the_sessions_open_at_the_last_save(steps):
         mock.patch.object(journal, "FLOOR", 0),
         mock.patch.object(journal, "SLICE", 2),
         mock.patch.object(journal, "SLICES", 3),
+        mock.patch.object(store_module, "_JOURNAL_ROW", 2),  # an entry over several rows
     ):
         path = Path(d) / "state.db"
         store, tally = StateStore(path), _tally()
@@ -113,6 +115,26 @@ def test_sessions_quiet_for_many_saves_survive_the_journal_written_anew(tmp_path
             _save(store, tally)
     rows, entries = _journal(path)
     assert entries < 60, (rows, entries)  # written anew: 200 saves of one change each, and more
+    assert StateStore(path).load()["op"].tally.open_sessions == talk.open
+
+
+def test_a_session_ended_and_started_again_before_a_save_is_open_after_a_restart(tmp_path):
+    """A digest can end and start again between two saves (a session id reused after the
+    horizon): the entry holds it as ended and as open, over several rows, and it stays open."""
+    path = tmp_path / "state.db"
+    store, tally = StateStore(path), _tally()
+    talk = tally.conversations
+    for k in range(1, 8):
+        talk.open[k] = Open(T0 + k, T0 + k, T0 + k, -1, 1, 0, 0, k).pack()
+        talk._changes.sessions[k] = b""
+    _save(store, tally)
+    del talk.open[1]
+    talk._changes.gone.add(1)
+    for k in range(1, 8):  # session 1 again, and changes to the others
+        talk.open[k] = Open(T0 + k, T0 + k + 9, T0 + k + 9, -1, 2, 0, 0, k).pack()
+        talk._changes.sessions[k] = b""
+    with mock.patch.object(store_module, "_JOURNAL_ROW", 2):
+        _save(store, tally)
     assert StateStore(path).load()["op"].tally.open_sessions == talk.open
 
 
