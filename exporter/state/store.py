@@ -272,7 +272,7 @@ def _write_conversations(
         db.execute("DELETE FROM session_journal WHERE operation = ?", (name,))
         db.execute("DELETE FROM recontact_customers WHERE operation = ?", (name,))
         sessions, customers = state.tally.open_sessions, state.tally.recontact_customers
-        _append_journal(db, name, journal.Entry(dict(sessions), set(), 0, None))
+        _append_journal(db, name, journal.Entry(sessions, set(), 0, None))
     else:
         talk = changes.conversations
         db.executemany(
