@@ -38,9 +38,9 @@ from exporter.state import secret
 
 log = logging.getLogger(__name__)
 
-# The database's version: 5 kept a row per open session, 4 had no conversations, 3 stored the
-# counts as lists, 2 was JSON.
-VERSION = 6
+# The database's version: 6 rewrote a session bucket whole at each save, 5 kept a row per open
+# session, 4 had no conversations, 3 stored the counts as lists, 2 was JSON.
+VERSION = 7
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 Key = tuple[str, str, str]
@@ -129,15 +129,20 @@ class _Version(msgspec.Struct):
 _ENCODER = msgspec.msgpack.Encoder()
 _DECODER = msgspec.msgpack.Decoder(OperationState)
 
-_SCHEMA = """
+# A bucket's sessions are the digests of all its rows, a row per save that added to it.
+_BUCKETS_TABLE = """CREATE TABLE IF NOT EXISTS session_buckets (
+    operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL
+)"""
+_BUCKETS_INDEX = (
+    "CREATE INDEX IF NOT EXISTS session_buckets_by_bucket ON session_buckets (operation, bucket)"
+)
+_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS operations (
     name TEXT PRIMARY KEY, saved_at REAL NOT NULL, state BLOB NOT NULL
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS session_buckets (
-    operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL,
-    PRIMARY KEY (operation, bucket)
-) WITHOUT ROWID;
+{_BUCKETS_TABLE};
+{_BUCKETS_INDEX};
 CREATE TABLE IF NOT EXISTS session_transfers (
     operation TEXT NOT NULL, bucket INTEGER NOT NULL, digests BLOB NOT NULL
 );
@@ -177,15 +182,8 @@ def _connect(path: Path) -> sqlite3.Connection:
         if row is None:
             db.execute("INSERT INTO meta VALUES ('version', ?)", (VERSION,))
             db.execute("PRAGMA wal_checkpoint(TRUNCATE)")  # the file starts with its header
-        elif row[0] == 3:
-            _upgrade_v3(db)
-        elif row[0] == 5:
-            _upgrade_v5(db)
-        elif row[0] == 4:
-            # Version 5 added the conversation tables (created above) and fields that
-            # default to empty: an older exporter must not read what it would misread.
-            db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
-            log.info("state database upgraded", extra={"from_version": 4, "to_version": VERSION})
+        elif row[0] in (3, 4, 5, 6):
+            _upgrade(db, row[0])
         elif row[0] != VERSION:
             raise StoreError(f"state database version {row[0]}, this exporter reads {VERSION}")
         (verdict,) = db.execute("PRAGMA quick_check").fetchone()
@@ -252,7 +250,7 @@ def _write_operation(
                 )
         buckets, transfers = changes.buckets, changes.transfers
     db.executemany(
-        "INSERT OR REPLACE INTO session_buckets VALUES (?, ?, ?)",
+        "INSERT INTO session_buckets VALUES (?, ?, ?)",
         [(name, b, blob) for b, blob in buckets.items()],
     )
     db.executemany(
@@ -329,11 +327,12 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
     out: dict[str, OperationState] = {}
     for name, blob in db.execute("SELECT name, state FROM operations"):
         state = _DECODER.decode(blob)
-        buckets = dict(
-            db.execute(
-                "SELECT bucket, digests FROM session_buckets WHERE operation = ?", (name,)
-            ).fetchall()
-        )
+        parts: dict[int, list[bytes]] = {}
+        for bucket, blob in db.execute(
+            "SELECT bucket, digests FROM session_buckets WHERE operation = ?", (name,)
+        ):
+            parts.setdefault(bucket, []).append(blob)
+        buckets = {bucket: b"".join(blobs) for bucket, blobs in parts.items()}
         transfers = b"".join(
             blob
             for (blob,) in db.execute(
@@ -415,39 +414,62 @@ def _from_v3(old: _V3OperationState) -> OperationState:
     )
 
 
-def _upgrade_v3(db: sqlite3.Connection) -> None:
-    """Rewrite every operation's row of a version 3 database in the current format, and mark
-    it version 4, in one transaction: a crash leaves it all version 3. Sessions keep their rows."""
-    v3 = msgspec.msgpack.Decoder(_V3OperationState)
+def _upgrade(db: sqlite3.Connection, version: int) -> None:
+    """Bring a database of an older version to this one in one transaction: a crash leaves it
+    as it was. Version 5 added the conversation tables (the schema creates them) and fields
+    that default to empty; each step below is a change of format. The version is raised even
+    where no step applies, so that an older exporter does not read what it would misread."""
     with _transaction(db):
-        for name, blob in db.execute("SELECT name, state FROM operations").fetchall():
-            try:
-                state = _from_v3(v3.decode(blob))
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                raise StoreError(f"damaged state of operation {name!r}: {exc}") from None
-            db.execute(
-                "UPDATE operations SET state = ? WHERE name = ?", (_ENCODER.encode(state), name)
-            )
+        if version == 3:
+            _upgrade_v3(db)
+        if version == 5:
+            _upgrade_v5(db)
+        _upgrade_v6(db)
         db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
-    log.info("state database upgraded", extra={"from_version": 3, "to_version": VERSION})
+    log.info("state database upgraded", extra={"from_version": version, "to_version": VERSION})
+
+
+def _upgrade_v3(db: sqlite3.Connection) -> None:
+    """Version 4 stores the counts as maps: every operation's row is rewritten. Sessions keep
+    their rows."""
+    v3 = msgspec.msgpack.Decoder(_V3OperationState)
+    for name, blob in db.execute("SELECT name, state FROM operations").fetchall():
+        try:
+            state = _from_v3(v3.decode(blob))
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise StoreError(f"damaged state of operation {name!r}: {exc}") from None
+        db.execute("UPDATE operations SET state = ? WHERE name = ?", (_ENCODER.encode(state), name))
 
 
 def _upgrade_v5(db: sqlite3.Connection) -> None:
     """Version 6 keeps the open sessions as a journal (`counting.journal`) instead of a row
-    each: each operation's rows become its journal's first row, in one transaction."""
-    with _transaction(db):
-        names = [n for (n,) in db.execute("SELECT DISTINCT operation FROM open_sessions")]
-        for name in names:
-            sessions = {
-                _unsigned(k): blob
-                for k, blob in db.execute(
-                    "SELECT key, state FROM open_sessions WHERE operation = ?", (name,)
-                )
-            }
-            _append_journal(db, name, journal.Entry(sessions, set(), 0, None))
-        db.execute("DROP TABLE open_sessions")
-        db.execute("UPDATE meta SET value = ? WHERE key = 'version'", (VERSION,))
-    log.info("state database upgraded", extra={"from_version": 5, "to_version": VERSION})
+    each: each operation's rows become its journal's first row."""
+    names = [n for (n,) in db.execute("SELECT DISTINCT operation FROM open_sessions")]
+    for name in names:
+        sessions = {
+            _unsigned(k): blob
+            for k, blob in db.execute(
+                "SELECT key, state FROM open_sessions WHERE operation = ?", (name,)
+            )
+        }
+        _append_journal(db, name, journal.Entry(sessions, set(), 0, None))
+    db.execute("DROP TABLE open_sessions")
+
+
+def _upgrade_v6(db: sqlite3.Connection) -> None:
+    """Version 7 appends each save's new sessions to their bucket as a row of their own, where
+    a bucket was one row rewritten whole (its primary key forbids a second row): the table is
+    made anew with the same rows, unless it has the new shape already."""
+    (sql,) = db.execute(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'session_buckets'"
+    ).fetchone()
+    if "PRIMARY KEY" not in sql:
+        return
+    db.execute("ALTER TABLE session_buckets RENAME TO session_buckets_v6")
+    db.execute(_BUCKETS_TABLE)
+    db.execute("INSERT INTO session_buckets SELECT * FROM session_buckets_v6")
+    db.execute("DROP TABLE session_buckets_v6")  # and the index the schema put on it
+    db.execute(_BUCKETS_INDEX)
 
 
 class StateStore:

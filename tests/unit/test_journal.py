@@ -184,6 +184,6 @@ def test_a_database_of_version_5_keeps_its_open_sessions(tmp_path, caplog):
     assert "state database upgraded" in caplog.text
     assert back.open_sessions == talk.open
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (6,)
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (7,)
         tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
     assert "open_sessions" not in tables

@@ -302,7 +302,37 @@ def test_a_database_of_version_3_is_upgraded_in_place(sim_factory, tmp_path, cap
     assert after.collected_until == before.collected_until
     _polls_on_exactly(poller, clock, traffic)
     with closing(sqlite3.connect(path)) as db:
-        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (6,)
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (7,)
+
+
+def test_a_database_of_version_6_keeps_its_session_buckets(sim_factory, tmp_path, caplog):
+    """Version 6 held each session bucket as one row under a primary key, rewritten whole: the
+    upgrade keeps every bucket's sessions, and the poller goes on exactly."""
+    cfg, clock, traffic, poller = _polled(sim_factory, seed=47)
+    before = poller.snapshot()
+    path = tmp_path / "state.db"
+    assert StateStore(path).save("main", poller.export_state())
+    with closing(sqlite3.connect(path)) as db:  # as version 6 wrote it
+        rows = db.execute("SELECT operation, bucket, digests FROM session_buckets").fetchall()
+        assert len(rows) >= 2
+        db.execute("DROP TABLE session_buckets")
+        db.execute(
+            "CREATE TABLE session_buckets (operation TEXT NOT NULL, bucket INTEGER NOT NULL,"
+            " digests BLOB NOT NULL, PRIMARY KEY (operation, bucket)) WITHOUT ROWID"
+        )
+        db.executemany("INSERT INTO session_buckets VALUES (?, ?, ?)", rows)
+        db.execute("UPDATE meta SET value = 6 WHERE key = 'version'")
+        db.commit()
+
+    with caplog.at_level(logging.INFO):
+        poller = restart(cfg, clock, path)
+    assert "state database upgraded" in caplog.text
+    assert poller.snapshot().counts == before.counts
+    _polls_on_exactly(poller, clock, traffic)  # no session it knew is counted again
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (7,)
+        (sql,) = db.execute("SELECT sql FROM sqlite_master WHERE name = 'session_buckets'")
+    assert "PRIMARY KEY" not in sql[0]
 
 
 def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_path, caplog):
@@ -331,7 +361,7 @@ def test_a_json_state_file_of_version_2_is_migrated_not_reset(sim_factory, tmp_p
     assert "migrated" not in caplog.text and "state loaded" in caplog.text
 
 
-def test_a_save_writes_one_operations_rows_and_only_the_session_buckets_that_changed(
+def test_a_save_writes_one_operations_rows_and_appends_only_the_sessions_new_since(
     sim_factory, tmp_path, monkeypatch
 ):
     clock = Clock(START)
@@ -341,7 +371,8 @@ def test_a_save_writes_one_operations_rows_and_only_the_session_buckets_that_cha
     store = StateStore(path)
     a = make_poller(make_config(url_a), clock, TokenGate(0), store=store)
     b = other_poller(url_b, clock, store)
-    for _ in range(6):  # half an hour: the sessions fill three ten-minute buckets
+    # 35 minutes: the sessions fill four ten-minute buckets, and the next poll's go to the last
+    for _ in range(7):
         clock.now = windowing.next_poll_at(clock.now, 300, 60) + 0.5
         a.poll_once()
         b.poll_once()
@@ -372,14 +403,20 @@ def test_a_save_writes_one_operations_rows_and_only_the_session_buckets_that_cha
     # The poll's save carried the one bucket its new sessions went to, not the horizon.
     (changes,) = written
     assert changes is not None and len(changes.buckets) == 1
+    (bucket, added), *_ = changes.buckets.items()
     # Nothing of the other operation was written, not even its row's time.
     assert rows("other") == other_before
-    # Of this operation's buckets, only the newest (where this poll's sessions went) changed.
+    # Of this operation's session rows, every one written before is kept as it was: the poll's
+    # new sessions are one row more, holding those sessions only, in a bucket that had some.
     mine_after = rows("main")
-    old_buckets = [r for r in mine_before[:-1] if r[0] != mine_after[-2][0]]
-    assert old_buckets and all(r in mine_after for r in old_buckets)
+    assert all(r in mine_after for r in mine_before[:-1])
+    assert [r for r in mine_after[:-1] if r not in mine_before] == [(bucket, added)]
+    assert any(r[0] == bucket for r in mine_before[:-1]) and unpack(added)
     assert mine_after[-1] != mine_before[-1]  # the operation's own row is rewritten
     db.close()
+    # Read back, the bucket holds its sessions of every save.
+    back = StateStore(path).load()["main"].tally.session_buckets
+    assert sorted(unpack(back[bucket])) == sorted(a.tally.sessions.buckets[bucket])
 
 
 def test_a_damaged_database_is_moved_aside_and_the_exporter_starts_fresh(tmp_path, caplog):
