@@ -28,7 +28,9 @@ from exporter.settings.durations import format_duration
 
 Kind = Literal["counter", "gauge", "histogram"]
 Buckets = tuple[list[tuple[str, float]], float]  # (upper bound, cumulative count), and the sum
-Sample = tuple[tuple[str, ...], float]  # label values after `operation`, value
+# Label values after `operation`, and the value: counts stay ints (`encoding.line` writes them
+# fastest), the encoders write an int as its float.
+Sample = tuple[tuple[str, ...], float]
 
 LABEL_SET = ("channel", "rp_id", "routing_answer")
 
@@ -61,7 +63,7 @@ def _one(value: float | None) -> Iterable[Sample]:
 
 
 def _by(values: dict[str, int]) -> Iterable[Sample]:
-    return (((k,), float(n)) for k, n in values.items())
+    return (((k,), n) for k, n in values.items())
 
 
 def _channels(s: Snapshot) -> list[str]:
@@ -72,7 +74,7 @@ def _channels(s: Snapshot) -> list[str]:
 def _outcomes(s: Snapshot) -> Iterable[Sample]:
     for ch in _channels(s):
         for outcome in s.outcome_names:
-            yield (ch, outcome), float(s.counts.outcomes.get((ch, outcome), 0))
+            yield (ch, outcome), s.counts.outcomes.get((ch, outcome), 0)
 
 
 def duration(s: Snapshot) -> Iterable[tuple[tuple[str, ...], Buckets]]:
@@ -90,7 +92,7 @@ def _by_session_channel(
 
     def read(s: Snapshot) -> Iterable[Sample]:
         values = field(s.counts)
-        return (((ch,), float(values.get(ch, 0))) for ch in _channels(s))
+        return (((ch,), values.get(ch, 0)) for ch in _channels(s))
 
     return read
 
@@ -104,7 +106,7 @@ def _sessions_by(
         values = field(s.counts)
         for ch in _channels(s):
             for result in RESULTS:
-                yield (ch, result), float(values.get((ch, result), 0))
+                yield (ch, result), values.get((ch, result), 0)
 
     return read
 
@@ -120,10 +122,11 @@ def _histogram(
     def read(s: Snapshot) -> Iterable[tuple[tuple[str, ...], Buckets]]:
         values, total = observed(s.counts), sums(s.counts)
         for ch in _channels(s):
-            cumulative, out = 0, []
+            cumulative = 0
+            out: list[tuple[str, float]] = []
             for i, edge in enumerate(edges):
                 cumulative += values.get((ch, i), 0)
-                out.append((edge, float(cumulative)))
+                out.append((edge, cumulative))
             yield (ch,), (out, float(total.get(ch, 0.0)))
 
     return read
@@ -136,7 +139,7 @@ OPERATION: tuple[Family, ...] = (
         "Routing records (one per customer message routed) counted exactly once, by the "
         "record's channel, routing point and normalised routing answer; {every}.",
         LABEL_SET,
-        lambda s: ((k, float(n)) for k, n in s.counts.interactions.items()),
+        lambda s: s.counts.interactions.items(),
     ),
     Family(
         "wolkvox_interactions_last_window",
@@ -144,7 +147,7 @@ OPERATION: tuple[Family, ...] = (
         "Routing records dated in the most recent complete polling window; label sets seen "
         "earlier report 0 until quiet for the retention period; {every}.",
         LABEL_SET,
-        lambda s: ((k, float(n)) for k, n in s.counts.last_window.items()),
+        lambda s: s.counts.last_window.items(),
     ),
     Family(
         "wolkvox_up",
@@ -261,7 +264,7 @@ OPERATION: tuple[Family, ...] = (
         "Chat sessions (distinct session_id) counted once, when their first record is counted; "
         "records without a session_id count in wolkvox_interactions_total only.",
         ("channel",),
-        lambda s: (((ch,), float(s.counts.sessions_total.get(ch, 0))) for ch in _channels(s)),
+        lambda s: (((ch,), s.counts.sessions_total.get(ch, 0)) for ch in _channels(s)),
     ),
     Family(
         "wolkvox_sessions_transferred",
@@ -269,7 +272,7 @@ OPERATION: tuple[Family, ...] = (
         "Sessions counted once, at their first record with the outcome `transferred` (handed "
         "to an agent); divided by wolkvox_sessions_total it is the transfer rate.",
         ("channel",),
-        lambda s: (((ch,), float(s.counts.transferred_total.get(ch, 0))) for ch in _channels(s)),
+        lambda s: (((ch,), s.counts.transferred_total.get(ch, 0)) for ch in _channels(s)),
     ),
     Family(
         "wolkvox_sessions_ended",

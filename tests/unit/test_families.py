@@ -6,13 +6,16 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as text_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_encoder
+from prometheus_client.utils import floatToGoString
 
 from exporter.api import windowing
 from exporter.cli.reloading import ReloadStatus
-from exporter.exposition import families
+from exporter.exposition import encoding, families
 from exporter.exposition.collector import WolkvoxCollector
 from exporter.state.store import StateStore
 from exporter.tools.backfill import replay as backfill
@@ -104,3 +107,17 @@ def test_the_page_is_what_the_encoders_write_and_reuses_operations_that_did_not_
         line.startswith(b"wolkvox_interactions_total{") and b'operation="other"' in line
         for line in lines
     )
+
+
+@given(
+    st.one_of(
+        st.integers(-(2**63), 2**63),
+        st.floats(allow_nan=True),
+        st.sampled_from([0, 0.0, -0.0, 999_999, 10**6, -(10**6), 10**16, -(10**16)]),
+    )
+)
+def test_a_series_line_writes_its_value_as_the_encoders_do(value: float) -> None:
+    """Counts take a short way to their text; every value must read as the encoders write it
+    (Go's float format: `12.0`, `1e+06`, `+Inf`), whatever its type and size."""
+    prefix = b'wolkvox_interactions_total{operation="main"} '
+    assert encoding.line(prefix, value) == prefix + floatToGoString(value).encode() + b"\n"
