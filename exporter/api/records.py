@@ -343,6 +343,7 @@ def _identify(records: list[Record], raws: list[msgspec.Raw]) -> list[Record | s
 # against 37 ms for 60,000 rows), and nothing here needs resistance to forged collisions; two rows
 # would have to collide inside one look-back span, at 2**-128 odds for accidental collisions.
 fingerprint: Callable[[msgspec.Raw], bytes] = xxhash.xxh3_128_digest
+FINGERPRINT_SIZE = 16  # bytes: the state stores fingerprints joined
 
 
 # Dates outside these years are no interaction's (a placeholder 0000 or 9999, a corrupted row):

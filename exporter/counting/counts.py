@@ -76,7 +76,11 @@ class TallyState(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     counts: Counts
     by_window: dict[int, dict[LabelKey, int]] = {}
     last_active: dict[LabelKey, float] = {}
-    seen: list[tuple[int, bytes, int]] = []  # second filed under, fingerprint, copies
+    # Rows remembered for dedupe by the second each is filed under: their fingerprints joined,
+    # and their copies counted (seen.SeenRows.packed). Databases before version 7 hold them
+    # as (second, fingerprint, copies) in `seen`, read and never written.
+    rows_seen: dict[int, tuple[bytes, bytes]] = {}
+    seen: list[tuple[int, bytes, int]] = []
     # Session digests by the bucket they were first seen in, packed (seen.pack), and the
     # digests of those transferred.
     session_buckets: dict[int, bytes] = {}

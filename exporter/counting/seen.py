@@ -24,7 +24,7 @@ the digests of all its rows. Rewriting a bucket whole at each save would cost a 
 from __future__ import annotations
 
 from array import array
-from collections.abc import Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import compress, filterfalse, groupby
 from operator import attrgetter, itemgetter, not_
@@ -32,7 +32,7 @@ from typing import Any, Generic, TypeVar
 
 import xxhash
 
-from exporter.api.records import Record
+from exporter.api.records import FINGERPRINT_SIZE, Record
 from exporter.counting import conversations
 
 BUCKET = 600  # seconds a session bucket spans; memory holds the horizon plus one bucket
@@ -125,14 +125,28 @@ class SeenRows:
         """Drop every row filed before `second`: no request will ever return it again."""
         self._store.forget_before(second)
 
-    def items(self) -> Iterator[tuple[int, bytes, int]]:
-        for second, fps in self._store.buckets.items():
-            for fp in fps:
-                yield second, fp, self.copies[fp]
+    def packed(self) -> dict[int, tuple[bytes, bytes]]:
+        """Every row by the second it is filed under, as its fingerprints joined (each of
+        FINGERPRINT_SIZE bytes) and its copies as an array of 64-bit counts. Saved after every
+        poll: built by C-level joins, where a tuple per row cost about 1 ms per 2,000 rows."""
+        copies = self.copies
+        return {
+            second: (b"".join(fps), array("Q", map(copies.__getitem__, fps)).tobytes())
+            for second, fps in self._store.buckets.items()
+        }
 
     def load(self, rows: Iterable[tuple[int, bytes, int]]) -> None:
         for second, fp, copies in rows:
             self.admit(fp, copies, second)
+
+    def load_packed(self, rows: Mapping[int, tuple[bytes, bytes]]) -> None:
+        """Restore rows as `packed` gives them."""
+        for second, (fps, counts) in rows.items():
+            copies = array("Q")
+            copies.frombytes(counts)
+            keys = [fps[at : at + FINGERPRINT_SIZE] for at in range(0, len(fps), FINGERPRINT_SIZE)]
+            for fp, n in zip(keys, copies, strict=True):
+                self.admit(fp, n, second)
 
 
 def pack(keys: Iterable[int]) -> bytes:

@@ -246,7 +246,7 @@ class Tally:
         talks, customers = self.conversations.image() if sessions else ({}, {})
         return msgspec.structs.replace(
             self.ledger.state(),
-            seen=list(self.seen.items()),
+            rows_seen=self.seen.packed(),
             session_buckets=buckets,
             session_transfers=transfers,
             open_sessions=talks,
@@ -272,6 +272,7 @@ class Tally:
         for key in saved.counts.interactions:
             self.labels.admit(key)
         self.seen.load(saved.seen)
+        self.seen.load_packed(saved.rows_seen)
         self.sessions.load(saved.session_buckets, [saved.session_transfers])
         self.conversations.load(saved)
 

@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 import time
+from array import array
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -227,7 +228,11 @@ def _v3_fields(poller) -> dict[str, Any]:
         "last_window": [(*k, n, tally.last_active.get(k, 0.0)) for k, n in c.last_window.items()],
         "outcomes": [(*k, n) for k, n in c.outcomes.items()],
         "by_window": {s: [(*k, n) for k, n in w.items()] for s, w in tally.by_window.items()},
-        "seen": tally.seen,
+        "seen": [
+            (second, fps[16 * i : 16 * i + 16], n)
+            for second, (fps, copies) in tally.rows_seen.items()
+            for i, n in enumerate(array("Q", copies))
+        ],
         "session_buckets": tally.session_buckets,
         "session_transfers": tally.session_transfers,
     }
