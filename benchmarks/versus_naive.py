@@ -113,7 +113,10 @@ class Process:
         return cpu / rows * 1e6 if rows else float("nan")
 
 
-def _exporter(d: Path, name: str, url: str, s: Scenario, lookback: int) -> Process:
+def _exporter(
+    d: Path, name: str, url: str, s: Scenario, lookback: int, module: str = "exporter.cli"
+) -> Process:
+    """The exporter CLI (or `module`, which runs it) polling the simulator for `s`."""
     ops = "\n".join(
         f"  - {{name: op{i}, base_url: '{url}/op{i}', token: {name}-{i}, timezone: America/Bogota}}"
         for i in range(s.operations)
@@ -130,7 +133,7 @@ def _exporter(d: Path, name: str, url: str, s: Scenario, lookback: int) -> Proce
         [
             sys.executable,
             "-m",
-            "exporter.cli",
+            module,
             "--config",
             str(config),
             "--web.listen-address",
