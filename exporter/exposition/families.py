@@ -8,7 +8,7 @@ here and the field it reads in `counts.Counts` (and the line of the tally that a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -23,6 +23,7 @@ from prometheus_client.utils import floatToGoString
 from exporter import __version__
 from exporter.counting.conversations import RESULTS, SECONDS_BUCKETS, TURN_BUCKETS
 from exporter.counting.counts import Counts
+from exporter.counting.labels import LabelKey
 from exporter.polling.snapshot import DURATION_BUCKETS, Snapshot
 from exporter.settings.durations import format_duration
 
@@ -44,6 +45,21 @@ class Family:
     read: Callable[[Snapshot], Iterable[Sample]] | None = None  # None: the process's own
     # A histogram's series (label values after `operation`, and their buckets), not `read`.
     buckets: Callable[[Snapshot], Iterable[tuple[tuple[str, ...], Buckets]]] | None = None
+    # Instead of `read`, a dict of the snapshot's by label values (the label-set families,
+    # thousands of series): the collector re-encodes only the series whose value changed.
+    series: Callable[[Snapshot], Mapping[LabelKey, int]] | None = None
+
+    @property
+    def per_operation(self) -> bool:
+        """Whether it is read from each operation's snapshot, rather than the process's own."""
+        return self.read is not None or self.series is not None or self.buckets is not None
+
+    def samples(self, snap: Snapshot) -> Iterable[Sample]:
+        """Its samples in `snap` (not a histogram's): label values after `operation`, value."""
+        if self.series is not None:
+            return self.series(snap).items()
+        assert self.read is not None, self.name  # a per-operation family that is no histogram
+        return self.read(snap)
 
     @property
     def exposed(self) -> str:
@@ -68,7 +84,7 @@ def _by(values: dict[str, int]) -> Iterable[Sample]:
 
 def _channels(s: Snapshot) -> list[str]:
     """Channels with traffic: their KPI series are exposed at 0 too, as a ratio needs both."""
-    return sorted({k[0] for k in s.counts.interactions})
+    return s.channels
 
 
 def _outcomes(s: Snapshot) -> Iterable[Sample]:
@@ -139,7 +155,7 @@ OPERATION: tuple[Family, ...] = (
         "Routing records (one per customer message routed) counted exactly once, by the "
         "record's channel, routing point and normalised routing answer; {every}.",
         LABEL_SET,
-        lambda s: s.counts.interactions.items(),
+        series=lambda s: s.counts.interactions,
     ),
     Family(
         "wolkvox_interactions_last_window",
@@ -147,7 +163,7 @@ OPERATION: tuple[Family, ...] = (
         "Routing records dated in the most recent complete polling window; label sets seen "
         "earlier report 0 until quiet for the retention period; {every}.",
         LABEL_SET,
-        lambda s: s.counts.last_window.items(),
+        series=lambda s: s.counts.last_window,
     ),
     Family(
         "wolkvox_up",
@@ -467,10 +483,10 @@ def render(
                 for labels, (buckets, total) in family.buckets(s):
                     histogram.add_metric([s.name, *labels], buckets, total)
             yield histogram
-        elif family.read is not None:
+        elif family.per_operation:
             metric = family.new(every, ("operation", *family.labels))
             for s in snaps:
-                for labels, value in family.read(s):
+                for labels, value in family.samples(s):
                     metric.add_metric([s.name, *labels], value)
             yield metric
 

@@ -7,6 +7,8 @@ renderer (families, collector) reads nothing else, so it needs neither a poller 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
+from operator import itemgetter
 
 from exporter.counting.counts import Counts
 
@@ -35,3 +37,9 @@ class Snapshot:
     quota_used: int | None = None
     skipped_seconds: int = 0
     last_skip: float | None = None
+
+    @cached_property
+    def channels(self) -> list[str]:
+        """Channels with traffic, sorted: a dozen families have a series for each, and the
+        label sets to read them from number thousands, so they are read once per snapshot."""
+        return sorted(set(map(itemgetter(0), self.counts.interactions)))

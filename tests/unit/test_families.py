@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import generate_latest as text_encoder
@@ -14,8 +14,10 @@ from prometheus_client.openmetrics.exposition import generate_latest as openmetr
 
 from exporter.api import windowing
 from exporter.cli.reloading import ReloadStatus
+from exporter.counting.counts import Counts
 from exporter.exposition import encoding, families
 from exporter.exposition.collector import WolkvoxCollector
+from exporter.polling.snapshot import Snapshot
 from exporter.state.store import StateStore
 from exporter.tools.backfill import replay as backfill
 from exporter.tools.simulator import Traffic
@@ -42,7 +44,7 @@ def test_the_readme_lists_every_family_with_its_type_and_labels():
     documented.pop("process_*")  # prometheus_client's process collector, not ours
     table = {}
     for f in families.ALL:
-        per_operation = f.read is not None or f.buckets is not None
+        per_operation = f.per_operation
         labels = ("operation", *f.labels) if per_operation else f.labels
         table[f.exposed] = (f.kind, labels)
     assert documented == table
@@ -69,7 +71,7 @@ def test_describe_announces_what_collect_renders(sim_factory, tmp_path):
 def test_backfill_writes_families_of_the_table_by_name():
     assert {f.name for f in backfill.BACKFILLED} <= set(families.BY_NAME)
     # Read from the counts, as /metrics renders them: counters, gauges and histograms.
-    assert all(f.read is not None or f.buckets is not None for f in backfill.BACKFILLED)
+    assert all(f.per_operation for f in backfill.BACKFILLED)
 
 
 def test_the_page_is_what_the_encoders_write_and_reuses_operations_that_did_not_commit(
@@ -120,3 +122,44 @@ def test_a_series_line_writes_its_value_as_the_encoders_do(value: float) -> None
     (Go's float format: `12.0`, `1e+06`, `+Inf`), whatever its type and size."""
     prefix = b'wolkvox_interactions_total{operation="main"} '
     assert encoding.line(prefix, value) == prefix + encoding.number(value).encode() + b"\n"
+
+
+class _Published:
+    """A source whose snapshot a test replaces, as a poller's commit does."""
+
+    def __init__(self) -> None:
+        self.snap = Snapshot("main", Counts(), ["transferred", "bot_answer"])
+
+    def snapshot(self) -> Snapshot:
+        return self.snap
+
+
+_KEYS = [(f"ch{i % 3}", f"rp{i % 5}", f"answer {i}") for i in range(12)]
+# A commit: (label set index, count added; 0 drops the set from the last window).
+_Commit = list[tuple[int, int]]
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.lists(st.lists(st.tuples(st.integers(0, 11), st.integers(0, 3)), max_size=6), max_size=8))
+def test_the_label_set_families_rewrite_changed_series_and_keep_the_encoders_order(
+    commits: list[_Commit],
+) -> None:
+    """Commits that add to label sets already shown, create new ones, or drop some from the
+    last window (as its retention does): after each, the page is what the encoders write for
+    the snapshot, though only the changed lines of a family were written again."""
+    source = _Published()
+    collector = WolkvoxCollector([source], 300)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    counts = Counts()
+    for commit in [[(0, 1), (1, 2)], *commits]:
+        for i, n in commit:
+            key = _KEYS[i]
+            if n:
+                counts.interactions[key] = counts.interactions.get(key, 0) + n
+                counts.last_window[key] = n
+            else:
+                counts.last_window.pop(key, None)
+        source.snap = Snapshot("main", counts.copy(), ["transferred", "bot_answer"])
+        for encoder in (text_encoder, openmetrics_encoder):
+            assert collector.page(encoder) == encoder(registry)
