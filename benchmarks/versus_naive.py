@@ -166,6 +166,21 @@ def _naive(url: str, s: Scenario) -> Process:
     return Process("naive", proc, port, "naive_interactions_total")
 
 
+def _wait_counting(processes: list[Process], timeout: float = 300.0) -> None:
+    """Until every process has counted rows: at 20,000-row answers on a loaded machine, the
+    naive script's first answers came a minute late, and a measurement started before them
+    compared a working exporter with an idle one (no rows counted: no ratio)."""
+    deadline = time.monotonic() + timeout
+    waiting = list(processes)
+    while waiting and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):
+            waiting = [p for p in waiting if not _sum(p.port, p.rows_metric)]
+        if waiting:
+            time.sleep(2.0)
+    if waiting:
+        raise RuntimeError(f"no rows counted within {timeout:.0f} s: {[p.name for p in waiting]}")
+
+
 def _wait_up(processes: list[Process], timeout: float = 30.0) -> None:
     deadline = time.monotonic() + timeout
     for p in processes:
@@ -228,6 +243,7 @@ def run(s: Scenario, seconds: float, profile_to: Path | None = None) -> dict[str
             _wait_up(processes)
             threading.Thread(target=scrape, daemon=True).start()
             time.sleep(3 * s.window + SETTLE)  # first polls, warm caches
+            _wait_counting(processes)
             for p in processes:
                 p.mark()
             served.recording = True

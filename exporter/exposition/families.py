@@ -45,7 +45,7 @@ class Family:
     read: Callable[[Snapshot], Iterable[Sample]] | None = None  # None: the process's own
     # A histogram's series (label values after `operation`, and their buckets), not `read`.
     buckets: Callable[[Snapshot], Iterable[tuple[tuple[str, ...], Buckets]]] | None = None
-    # Instead of `read`, a dict of the snapshot's by label values (the label-set families,
+    # Instead of `read`, the snapshot's dict of series by label values (the label-set families,
     # thousands of series): the collector re-encodes only the series whose value changed.
     series: Callable[[Snapshot], Mapping[LabelKey, int]] | None = None
 
