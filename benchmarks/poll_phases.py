@@ -19,8 +19,10 @@ import argparse
 import atexit
 import contextlib
 import functools
+import gc
 import json
 import os
+import resource
 import runpy
 import sys
 import tempfile
@@ -39,9 +41,13 @@ from exporter.tools import simulator
 # (phase, inside, module, owner, function): `inside` names the phase it is part of.
 PHASES = (
     ("poll", "", "exporter.polling.poller", "Poller", "poll_once"),
+    ("answer decode", "poll", "exporter.api.client", "", "_read_answer"),
     ("ingest", "poll", "exporter.counting.tally", "Tally", "ingest"),
+    ("publish", "poll", "exporter.polling.ingest", "Ingest", "publish"),
+    ("forget (sessions end)", "poll", "exporter.polling.ingest", "Ingest", "forget"),
     ("commit", "poll", "exporter.polling.poller", "Poller", "commit"),
     ("state export", "commit", "exporter.polling.poller", "Poller", "export_state"),
+    ("snapshot", "commit", "exporter.polling.poller", "Poller", "_build_snapshot"),
     ("state save (SQLite)", "commit", "exporter.state.store", "StateStore", "save"),
     ("API exchange", "", "exporter.api.client", "Exchanger", "_exchange"),
     ("scrape", "", "exporter.exposition.server", "Handler", "_serve"),
@@ -53,40 +59,60 @@ _OUT, _MARK = "POLL_PHASES_OUT", "POLL_PHASES_MARK"
 def _hooked() -> None:
     """In the exporter's process: wrap the phases, reset the sums after the warm-up, write
     them at exit, then run the CLI as `python -m exporter.cli` would."""
-    sums: dict[str, list[float]] = {name: [0, 0.0] for name, *_ in PHASES}
+    sums: dict[str, list[float]] = {name: [0, 0.0, 0] for name, *_ in PHASES}
     lock = threading.Lock()
-    started = [time.process_time()]
+    started = [time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
 
     def wrap(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
         def timed(*args: Any, **kwargs: Any) -> Any:
             t = time.thread_time()
+            faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
             try:
                 return f(*args, **kwargs)
             finally:
                 spent = time.thread_time() - t
+                faults = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - faults
                 with lock:
                     sums[name][0] += 1
                     sums[name][1] += spent
+                    sums[name][2] += faults
 
         return timed
 
     for name, _, module, owner, function in PHASES:
-        cls = getattr(__import__(module, fromlist=[owner]), owner)
-        setattr(cls, function, wrap(name, getattr(cls, function)))
+        where = __import__(module, fromlist=[owner or function])
+        where = getattr(where, owner) if owner else where  # a class's method, or a function
+        setattr(where, function, wrap(name, getattr(where, function)))
 
     def reset() -> None:
         time.sleep(float(os.environ[_MARK]))
         with lock:
             for v in sums.values():
-                v[:] = [0, 0.0]
+                v[:] = [0, 0.0, 0]
             started[0] = time.process_time()
+            started[1:] = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
 
     def dump() -> None:
         with lock:
-            out = {**sums, "process": [1, time.process_time() - started[0]]}
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - started[1]
+            out = {**sums, "process": [1, time.process_time() - started[0], faults]}
         Path(os.environ[_OUT]).write_text(json.dumps(out))
 
+    collecting: dict[str, float] = {}
+
+    def collected(phase: str, info: dict[str, int]) -> None:
+        """The cyclic collector's own CPU, by generation: it runs inside the phases above."""
+        if phase == "start":
+            collecting["t"] = time.thread_time()
+            return
+        name = f"gc, generation {info['generation']}"
+        with lock:
+            v = sums.setdefault(name, [0, 0.0, 0])
+            v[0] += 1
+            v[1] += time.thread_time() - collecting.pop("t", time.thread_time())
+
+    gc.callbacks.append(collected)
     threading.Thread(target=reset, daemon=True).start()
     atexit.register(dump)
     sys.argv = ["wolkvox-exporter", *sys.argv[1:]]
@@ -146,11 +172,22 @@ def main() -> None:
         sums, rows, cpu = run(s, args.seconds)
         polls = sums["poll"][0] or 1
         print(f"{s.name}: {rows:,.0f} rows in {polls} polls; CPU per poll, ms (inclusive):")
-        print(f"  process (/proc)              {cpu * 1000 / polls:7.2f}")
+        faults = sums["process"][2] / polls
+        print(
+            f"  process (/proc)              {cpu * 1000 / polls:7.2f}   {faults:7.0f} page faults"
+        )
         for name, inside, *_ in PHASES:
-            calls, spent = sums[name]
+            calls, spent, faults = sums[name]
             where = f"  (in {inside})" if inside else ""
-            print(f"  {name:28s} {spent * 1000 / polls:7.2f}   {calls / polls:4.1f} calls{where}")
+            print(
+                f"  {name:28s} {spent * 1000 / polls:7.2f}   {calls / polls:4.1f} calls"
+                f"   {faults / polls:7.0f} page faults{where}"
+            )
+        for name in sorted(k for k in sums if k.startswith("gc")):
+            calls, spent, _ = sums[name]
+            print(
+                f"  {name:28s} {spent * 1000 / polls:7.2f}   {calls / polls:4.1f} calls  (in any)"
+            )
 
 
 if __name__ == "__main__":
