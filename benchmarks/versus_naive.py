@@ -85,6 +85,12 @@ def _page(port: int) -> str:
         return str(r.read().decode())
 
 
+def _series(port: int, prefix: str) -> int:
+    """Series of `prefix` on the page: the naive script's grow with every new raw answer, and
+    so does what each of its scrapes costs."""
+    return _page(port).count(f"\n{prefix}{{")
+
+
 def _sum(port: int, prefix: str) -> float:
     text = _page(port)
     return sum(
@@ -244,12 +250,16 @@ def run(s: Scenario, seconds: float, profile_to: Path | None = None) -> dict[str
             threading.Thread(target=scrape, daemon=True).start()
             time.sleep(3 * s.window + SETTLE)  # first polls, warm caches
             _wait_counting(processes)
+            naive = processes[-1]
+            held = _series(naive.port, naive.rows_metric)  # before the CPU is read
             for p in processes:
                 p.mark()
             served.recording = True
             time.sleep(seconds)
             served.recording = False
             result = {p.name: p.per_1000() for p in processes}
+            result["naive_series"] = held
+            result["naive_series_end"] = _series(naive.port, naive.rows_metric)
             if profile_to is not None:  # afterwards: py-spy costs the process CPU
                 out = profile_to / f"{s.name}.txt"
                 print(
@@ -292,9 +302,10 @@ def main() -> None:
     print(f"machine: {machine()}")
     print(
         "| answer rows x operations | window | rows per answer | exporter, lookback 0s | naive "
-        "| ratio | exporter, look-back one interval | json.loads hot / after the interval idle |"
+        "| ratio | exporter, look-back one interval | json.loads hot / after the interval idle "
+        "| naive's series, start to end |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for s in SCENARIOS:
         if wanted and s.name not in wanted:
             continue
@@ -304,7 +315,8 @@ def main() -> None:
             f"| {s.name} | {s.window} s | {r['rows_per_answer']:,.0f} | {r['ours']:.1f} ms "
             f"| {r['naive']:.1f} ms | **{r['ours'] / r['naive']:.2f}** "
             f"| {r['lookback']:.1f} ms ({r['lookback'] / r['naive']:.2f}) "
-            f"| {r['hot']:.1f} / {r['idle']:.1f} ms |",
+            f"| {r['hot']:.1f} / {r['idle']:.1f} ms "
+            f"| {r['naive_series']:,.0f} to {r['naive_series_end']:,.0f} |",
             flush=True,
         )
     print(
