@@ -6,7 +6,8 @@ the exporter's CPU when it was a third. This benchmark runs the real exporter CL
 `versus_naive.py` does (pinned traffic, its own process, scraped every 3 s, `lookback: 0s`),
 with each phase's function wrapped to add up the CPU its thread spends inside it
 (`time.thread_time`, which counts SQLite, compression and socket work alike), and prints it per
-poll beside the process's whole CPU from /proc.
+poll beside the process's whole CPU from /proc, with the minor page faults of each phase and
+the cyclic garbage collector's CPU by generation (wherever it ran).
 
     python -m benchmarks.poll_phases [--only 2000x1] [--seconds 60]
 
@@ -90,8 +91,7 @@ def _hooked() -> None:
         with lock:
             for v in sums.values():
                 v[:] = [0, 0.0, 0]
-            started[0] = time.process_time()
-            started[1:] = [resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
+            started[:] = [time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
 
     def dump() -> None:
         with lock:
