@@ -62,7 +62,12 @@ def _hooked() -> None:
     them at exit, then run the CLI as `python -m exporter.cli` would."""
     sums: dict[str, list[float]] = {name: [0, 0.0, 0] for name, *_ in PHASES}
     lock = threading.Lock()
-    started = [time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
+
+    def process_now() -> list[float]:
+        """The process's CPU seconds and minor page faults so far."""
+        return [time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
+
+    started = process_now()
 
     def wrap(name: str, f: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(f)
@@ -91,12 +96,12 @@ def _hooked() -> None:
         with lock:
             for v in sums.values():
                 v[:] = [0, 0.0, 0]
-            started[:] = [time.process_time(), resource.getrusage(resource.RUSAGE_SELF).ru_minflt]
+            started[:] = process_now()
 
     def dump() -> None:
         with lock:
-            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - started[1]
-            out = {**sums, "process": [1, time.process_time() - started[0], faults]}
+            cpu, faults = (now - then for now, then in zip(process_now(), started, strict=True))
+            out = {**sums, "process": [1, cpu, faults]}
         Path(os.environ[_OUT]).write_text(json.dumps(out))
 
     collecting: dict[str, float] = {}
