@@ -33,7 +33,7 @@ from tests.support.harness import operation_settings
 
 PER_POLL = 3_500  # a day of 1M sessions is about 3,500 per 5-minute poll
 POLLS = 5
-REWRITING = 3  # polls measured while the journal is written anew
+REWRITING = 8  # polls measured while the journal is written anew
 
 
 def session(i: int, per_second: float) -> tuple[int, bytes]:
@@ -93,9 +93,8 @@ def saves(sessions: int, customers: int, directory: Path) -> dict[str, Any]:
             talk._journal.entries = 10 * sessions + journal.FLOOR  # due to be written anew
         talk.saved()
         for i in range(sessions + poll * PER_POLL, sessions + (poll + 1) * PER_POLL):
-            key, blob = session(i, per_second)  # started now
-            talk.open[key] = blob
-            talk._changes.sessions[key] = b""
+            key, blob = session(i, per_second)  # started now, filed where it may end
+            talk._store(key, Open.unpack(blob))
         spread = (sessions - PER_POLL) // PER_POLL
         for j in range(PER_POLL):  # extended: any of those open that do not end now
             talk._changes.sessions[session((poll + 1) * PER_POLL + j * spread, per_second)[0]] = b""

@@ -387,6 +387,7 @@ class Conversations:
         stands, counted as expired. Returns how many ended."""
         ending: list[tuple[int, int, Open, bool]] = []
         self._spans = windowing.repeated(second - self.horizon, second + self.horizon, self._zone)
+        reach = self._journal.reach
         for filed in self._due.before(second):
             for key in filed:
                 blob = self.open.get(key)
@@ -394,11 +395,14 @@ class Conversations:
                     continue
                 state = Open.unpack(blob)
                 expired = state.first + self.horizon < second
-                if expired or self._due_at(state.first, state.last, state.touched) < second:
+                due = self._due_at(state.first, state.last, state.touched)
+                if expired or due < second:
                     ending.append((state.last, key, state, expired))
                     del self.open[key]  # once, though filed in several buckets
                 else:
-                    self._store(key, state, changed=False)
+                    self._due.file(key, due)
+                    if reach is not None and due >= reach:  # where the image does not read
+                        self._changes.sessions[key] = b""
         # In date order: a customer's earlier session is the one their later one compares with.
         ending.sort(key=lambda e: (e[0], e[1]))
         for _, key, state, expired in ending:
@@ -422,7 +426,7 @@ class Conversations:
 
     def pending(self) -> Changes:
         """What changed since the last `saved()`, ready to write."""
-        entry = self._journal.plan(self.open, self._changes.sessions, self._changes.gone)
+        entry = self._journal.plan(self.open, self._changes.sessions, self._changes.gone, self._due)
         return Changes(
             entry.sessions,
             entry.ended,

@@ -11,7 +11,9 @@ Replayed rows would pile up, so once the journal holds more entries than twice t
 (and a floor), a new generation starts: every open session is written again, a slice per save
 so that no save writes a million at once, and once all are, the rows of older generations are
 deleted. Nothing is lost with them: a session open at that point has an entry since, one that
-ended has its digest in a row since, or none at all.
+ended has its digest in a row since, or none at all. The slices are read off the end-time wheel
+the sessions are filed on, bucket after bucket, so that starting an image does not list a
+million keys in one save (18-50 ms at 1M open, touching every key).
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import cast
+
+from exporter.counting.wheel import Scan, Wheel
 
 # Entries the journal may hold beyond twice the sessions open before it is written anew: a
 # quiet operation's journal stays a few rows.
@@ -74,48 +78,62 @@ class Journal:
     def __init__(self) -> None:
         self.generation = 0
         self.entries = 0  # entries the journal holds, all generations
-        self._image: list[int] = []  # the digests of the image under way; written from the end
-        self._left = 0  # how many of them are still to write
+        self._image: Scan | None = None  # where the image under way stands on the end-time wheel
         self._step = SLICE  # sessions of the image under way written per save
         self._since = 0  # entries written since the image under way started
-        self._planned: tuple[Entry, list[int], int, int, int] | None = None
+        self._planned: tuple[Entry, Scan | None, int, int] | None = None
+
+    @property
+    def reach(self) -> int | None:
+        """While an image is under way, the first second of the end-time wheel it does not
+        read: a session not changed since it started and filed again from there on must be
+        written as changed (see `plan`)."""
+        return None if self._image is None else self._image.reach
 
     def loaded(self, generation: int, entries: int) -> None:
         """After a restart: the journal as the store read it. An image under way is not
         resumed; the next one starts a generation above."""
         self.generation, self.entries = generation, entries
-        self._image, self._left, self._since, self._planned = [], 0, 0, None
+        self._image, self._since, self._planned = None, 0, None
 
-    def plan(self, open_: dict[int, bytes], changed: Iterable[int], ended: set[int]) -> Entry:
+    def plan(
+        self, open_: dict[int, bytes], changed: Iterable[int], ended: set[int], due: Wheel
+    ) -> Entry:
         """The entry the next save writes: the changed sessions still open, the ended ones, and
         the next slice of an image if one is under way or due. Nothing changes until `saved`,
-        so a failed save is planned again the same way."""
+        so a failed save is planned again the same way.
+
+        An image reads the open sessions off the end-time wheel `due`, where every one is
+        filed, a slice of its buckets per save, rather than listing a million keys in one
+        save: a session changed since the image started is written by the change in the new
+        generation anyway, and one that did not change stays filed in a bucket the image reads
+        (filed again only later on the wheel, and as changed beyond its `reach`). A session
+        met twice is written twice; one met after it ended, not at all."""
         sessions: dict[int, bytes | None] = {k: open_[k] for k in changed if k in open_}
-        image, left, step = self._image, self._left, self._step
+        image, step = self._image, self._step
         generation, since = self.generation, self._since
-        starting = not left and self.entries > 2 * len(open_) + FLOOR
+        starting = image is None and self.entries > 2 * len(open_) + FLOOR
         if starting:
-            image, generation, since = list(open_), generation + 1, 0
-            left, step = len(image), max(SLICE, -(-len(image) // SLICES))
+            image, generation, since = due.scan(), generation + 1, 0
+            step = max(SLICE, -(-len(open_) // SLICES))
         drop_before = None
-        if left or starting:
-            part = image[max(0, left - step) : left]
-            left = max(0, left - step)
+        if image is not None:
+            part, image = due.take(image, step)
             sessions.update(zip(part, map(open_.get, part), strict=True))
-            if len(sessions) and None in sessions.values():  # ended since the image started
+            if len(sessions) and None in sessions.values():  # ended, or filed stale
                 sessions = {k: v for k, v in sessions.items() if v is not None}
-            if not left:
-                image, drop_before = [], generation
+            if image is None:
+                drop_before = generation
         entry = Entry(cast(dict[int, bytes], sessions), set(ended), generation, drop_before)
         written = len(entry.sessions) + len(entry.ended)
-        self._planned = (entry, image, left, step, since + written)
+        self._planned = (entry, image, step, since + written)
         return entry
 
     def saved(self) -> None:
         """The last planned entry is written."""
         if self._planned is None:
             return
-        entry, self._image, self._left, self._step, self._since = self._planned
+        entry, self._image, self._step, self._since = self._planned
         self._planned = None
         self.generation = entry.generation
         written = len(entry.sessions) + len(entry.ended)

@@ -10,12 +10,13 @@ from contextlib import closing
 from pathlib import Path
 from unittest import mock
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exporter.counting import journal
-from exporter.counting.conversations import Open
+from exporter.counting.conversations import Conversations, Open
 from exporter.counting.tally import Tally
+from exporter.counting.wheel import Scan, Wheel
 from exporter.state import store as store_module
 from exporter.state.store import OperationState, StateStore
 from tests.support.harness import operation_settings
@@ -44,9 +45,26 @@ def _journal(path: Path) -> tuple[int, int]:
     return len(rows), sum(len(s) // size + len(e) // 8 for s, e in rows)
 
 
-# Steps: open or change session k, end it, save, or restart from the database.
+def _touch(talk: Conversations, key: int, state: Open) -> None:
+    """Open or change a session as a poll does: kept, noted as changed, filed on the
+    end-time wheel (where an image reads the open sessions)."""
+    talk.channel_index("web")  # channel 0
+    talk._store(key, state)
+
+
+def _journal_generations(path: Path) -> set[int]:
+    with closing(sqlite3.connect(path)) as db:
+        return {g for (g,) in db.execute("SELECT generation FROM session_journal")}
+
+
+# Steps: open or change session k (filed on the wheel where it is due, or left filed where it
+# was, as a merge leaves it), end it, let time pass (sessions end or are filed again later on
+# the wheel), save, or restart from the database.
 _STEPS = st.lists(
-    st.tuples(st.sampled_from(("touch", "touch", "end", "save", "restart")), st.integers(0, 5)),
+    st.tuples(
+        st.sampled_from(("touch", "touch", "extend", "end", "tick", "save", "restart")),
+        st.integers(0, 5),
+    ),
     min_size=1,
     max_size=120,
 )
@@ -66,17 +84,24 @@ def test_a_restart_finds_exactly_the_sessions_open_at_the_last_save(steps):
         store, tally = StateStore(path), _tally()
         saved: dict[int, bytes] = {}
         most_open = most_changed = changed = 0
+        clock = T0
         for n, (step, k) in enumerate(steps):
             talk = tally.conversations
             key = k + 1
-            if step == "touch":
-                talk.open[key] = Open(T0 + k, T0 + k + n, T0 + n, -1, n, 0, 0, k).pack()
+            if step == "touch":  # due about an hour after T0 + k + n
+                _touch(talk, key, Open(T0 + k, T0 + k + n, T0 + n, -1, n, 0, 0, k))
+                changed += 1
+            elif step == "extend" and key in talk.open:  # as a merge: stays filed where it was
+                talk.open[key] = Open(T0 + k, T0 + k + n + 300, T0 + n, -1, n, 0, 0, k).pack()
                 talk._changes.sessions[key] = b""
                 changed += 1
             elif step == "end" and key in talk.open:
                 del talk.open[key]
                 talk._changes.gone.add(key)
                 changed += 1
+            elif step == "tick":  # buckets taken out, their sessions ended or filed again
+                clock = max(clock, T0 + 3600 + n + 10 * k - 20)
+                changed += talk.end_before(clock)
             elif step == "save":
                 _save(store, tally)
                 saved = dict(talk.open)
@@ -106,12 +131,10 @@ def test_sessions_quiet_for_many_saves_survive_the_journal_written_anew(tmp_path
     store, tally = StateStore(path), _tally()
     talk = tally.conversations
     for k in range(10):
-        talk.open[k + 1] = Open(T0 + k, T0 + k, T0 + k, -1, 1, 0, 0, k).pack()
-        talk._changes.sessions[k + 1] = b""
+        _touch(talk, k + 1, Open(T0 + k, T0 + k, T0 + k, -1, 1, 0, 0, k))
     with mock.patch.object(journal, "FLOOR", 0), mock.patch.object(journal, "SLICE", 3):
         for n in range(200):
-            talk.open[99] = Open(T0, T0 + n, T0 + n, -1, n, 0, 0, 99).pack()
-            talk._changes.sessions[99] = b""
+            _touch(talk, 99, Open(T0, T0 + n, T0 + n, -1, n, 0, 0, 99))
             _save(store, tally)
     rows, entries = _journal(path)
     assert entries < 60, (rows, entries)  # written anew: 200 saves of one change each, and more
@@ -125,14 +148,12 @@ def test_a_session_ended_and_started_again_before_a_save_is_open_after_a_restart
     store, tally = StateStore(path), _tally()
     talk = tally.conversations
     for k in range(1, 8):
-        talk.open[k] = Open(T0 + k, T0 + k, T0 + k, -1, 1, 0, 0, k).pack()
-        talk._changes.sessions[k] = b""
+        _touch(talk, k, Open(T0 + k, T0 + k, T0 + k, -1, 1, 0, 0, k))
     _save(store, tally)
     del talk.open[1]
     talk._changes.gone.add(1)
     for k in range(1, 8):  # session 1 again, and changes to the others
-        talk.open[k] = Open(T0 + k, T0 + k + 9, T0 + k + 9, -1, 2, 0, 0, k).pack()
-        talk._changes.sessions[k] = b""
+        _touch(talk, k, Open(T0 + k, T0 + k + 9, T0 + k + 9, -1, 2, 0, 0, k))
     with mock.patch.object(store_module, "_JOURNAL_ROW", 2):
         _save(store, tally)
     assert StateStore(path).load()["op"].tally.open_sessions == talk.open
@@ -148,8 +169,7 @@ def test_a_long_run_keeps_a_journal_the_size_of_what_is_open(tmp_path):
         for n in range(1000):
             for k in range(n, n + 5):  # five start, five of the hundred open end
                 key = k % 100 + 1
-                talk.open[key] = Open(T0 + k, T0 + n, T0 + n, -1, n, 0, 0, k).pack()
-                talk._changes.sessions[key] = b""
+                _touch(talk, key, Open(T0 + k, T0 + n, T0 + n, -1, n, 0, 0, k))
             _save(store, tally)
     rows, entries = _journal(path)
     assert entries <= 2 * 100 + 500 + 100 + 5 * 16, (rows, entries)
@@ -187,3 +207,92 @@ def test_a_database_of_version_5_keeps_its_open_sessions(tmp_path, caplog):
         assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (7,)
         tables = {n for (n,) in db.execute("SELECT name FROM sqlite_master")}
     assert "open_sessions" not in tables
+
+
+# A wheel's keys when an image starts: key -> (second it is filed under, second it is due); a
+# merged session is filed before it is due. Then steps: a key changes (filed at its new due,
+# later), time passes (buckets taken out, as `end_before` does), or the image reads on.
+_FILED = st.dictionaries(
+    st.integers(1, 12),
+    st.tuples(st.integers(0, 600), st.integers(0, 300)).map(lambda f: (f[0], f[0] + f[1])),
+)
+_WHEEL_STEPS = st.lists(
+    st.tuples(st.sampled_from(("change", "time", "read", "read")), st.integers(1, 14)),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_FILED, _WHEEL_STEPS)
+# The bucket being read comes due: one of its sessions ends, two are filed anew in it.
+@example({1: (0, 0), 2: (0, 50), 3: (0, 50)}, [("read", 4), ("time", 2)])
+def test_an_image_read_off_the_wheel_meets_every_session_it_must(filed, steps):
+    """Every session filed when the image starts, still open and unchanged when it ends, and
+    not filed again beyond its reach, is read at least once; the reading ends."""
+    wheel = Wheel(60)
+    due: dict[int, int] = {}
+    for key, (at, when) in filed.items():
+        wheel.file(key, at)
+        due[key] = when
+    scan: Scan | None = wheel.scan()
+    assert scan is not None
+    reach = scan.reach
+    must, met, clock = set(due), set(), 0
+    for step, x in steps:
+        if step == "change":  # written by the change: not the image's to meet any more
+            key = x
+            due[key] = max(due.get(key, clock), clock) + 7 * x
+            wheel.file(key, due[key])
+            must.discard(key)
+        elif step == "time":
+            clock += 13 * x
+            for keys in wheel.before(clock):
+                for key in keys:
+                    if key not in due:
+                        continue  # ended, filed stale
+                    if due[key] < clock:
+                        del due[key]
+                        must.discard(key)
+                    else:
+                        wheel.file(key, due[key])
+                        if due[key] >= reach:  # `end_before` notes it as changed
+                            must.discard(key)
+        elif scan is not None:
+            part, scan = wheel.take(scan, x % 4 + 1)
+            met.update(part)
+    for _ in range(1000):
+        if scan is None:
+            break
+        part, scan = wheel.take(scan, 3)
+        met.update(part)
+    assert scan is None
+    assert must <= met, sorted(must - met)
+
+
+def test_a_quiet_session_filed_again_beyond_the_image_under_way_survives_it(tmp_path):
+    """A session merged before an image starts stays filed where it was, though due later;
+    while the image is read, its bucket comes due and it is filed again beyond the buckets the
+    image reads. Unchanged since the image started, it must be written all the same, or the
+    image's completion drops it with the older generation."""
+    path = tmp_path / "state.db"
+    store, tally = StateStore(path), _tally()
+    talk = tally.conversations
+    for k in range(1, 6):  # due in the first minute of the wheel
+        _touch(talk, k, Open(T0, T0, T0, -1, 1, 0, 0, k))
+    _touch(talk, 9, Open(T0 + 60, T0 + 60, T0 + 60, -1, 1, 0, 0, 9))  # the next minute
+    talk.open[9] = Open(T0 + 60, T0 + 7200, T0 + 7200, -1, 2, 0, 0, 9).pack()  # merged
+    talk._changes.sessions[9] = b""
+    _save(store, tally)
+    with mock.patch.object(journal, "SLICE", 1), mock.patch.object(journal, "FLOOR", 0):
+        talk._journal.entries = 100  # due to be written anew
+        _save(store, tally)  # the image starts and reads one session of the first minute
+        generation = talk._journal.generation
+        assert _journal_generations(path) == {0, generation}
+        assert talk.end_before(T0 + 3600 + 90) == 5  # the first five end; session 9 is moved
+        for _ in range(10):  # until the image is complete and older rows are deleted
+            _save(store, tally)
+            if _journal_generations(path) == {generation}:
+                break
+    assert _journal_generations(path) == {generation}
+    assert list(talk.open) == [9]
+    assert StateStore(path).load()["op"].tally.open_sessions == talk.open
