@@ -18,6 +18,7 @@ million keys in one save (18-50 ms at 1M open, touching every key).
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -81,6 +82,7 @@ class Journal:
         self._image: Scan | None = None  # where the image under way stands on the end-time wheel
         self._step = SLICE  # sessions of the image under way written per save
         self._since = 0  # entries written since the image under way started
+        self._restarted = False  # no save since `loaded`
         self._planned: tuple[Entry, Scan | None, int, int] | None = None
 
     @property
@@ -92,9 +94,13 @@ class Journal:
 
     def loaded(self, generation: int, entries: int) -> None:
         """After a restart: the journal as the store read it. An image under way is not
-        resumed; the next one starts a generation above."""
+        resumed; if one is due, the first save writes it whole, a generation above. Written a
+        slice per save, an image of a million sessions takes 128 saves (over ten hours at
+        five-minute polls): restarted more often than that (a crash loop, a deploy a day), the
+        journal would never be written anew and would grow with each run."""
         self.generation, self.entries = generation, entries
         self._image, self._since, self._planned = None, 0, None
+        self._restarted = True
 
     def plan(
         self, open_: dict[int, bytes], changed: Iterable[int], ended: set[int], due: Wheel
@@ -116,6 +122,8 @@ class Journal:
         if starting:
             image, generation, since = due.scan(), generation + 1, 0
             step = max(SLICE, -(-len(open_) // SLICES))
+            if self._restarted:
+                step = sys.maxsize  # the whole image in this save (see `loaded`)
         drop_before = None
         if image is not None:
             part, image = due.take(image, step)
@@ -134,7 +142,7 @@ class Journal:
         if self._planned is None:
             return
         entry, self._image, self._step, self._since = self._planned
-        self._planned = None
+        self._planned, self._restarted = None, False
         self.generation = entry.generation
         written = len(entry.sessions) + len(entry.ended)
         self.entries = self._since if entry.drop_before is not None else self.entries + written

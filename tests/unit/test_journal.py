@@ -296,3 +296,26 @@ def test_a_quiet_session_filed_again_beyond_the_image_under_way_survives_it(tmp_
     assert _journal_generations(path) == {generation}
     assert list(talk.open) == [9]
     assert StateStore(path).load()["op"].tally.open_sessions == talk.open
+
+
+def test_restarts_more_often_than_an_image_takes_keep_the_journal_bounded(tmp_path):
+    """Restarted every three saves while an image takes twenty (a crash loop; or a deploy a
+    day at five-minute polls, when an image of a million sessions takes 128 of them): the
+    journal is still written anew, and does not grow with the runs."""
+    path = tmp_path / "state.db"
+    with mock.patch.object(journal, "FLOOR", 0), mock.patch.object(journal, "SLICE", 2):
+        for run in range(30):
+            store, tally = StateStore(path), _tally()
+            saved = store.load().get("op")
+            if saved is not None:
+                tally.restore(saved.tally)
+            talk = tally.conversations
+            for n in range(3):  # 40 sessions open; each save changes half of them
+                step = 3 * run + n
+                for k in range(20 * (step % 2), 20 * (step % 2) + 20):
+                    _touch(talk, k + 1, Open(T0 + k, T0 + k + step, T0 + step, -1, 1, 0, 0, k))
+                _save(store, tally)
+            store.close()
+    rows, entries = _journal(path)
+    assert entries <= 2 * 40 + 3 * (20 + 2) + 40, (rows, entries)
+    assert StateStore(path).load()["op"].tally.open_sessions == talk.open
