@@ -233,15 +233,13 @@ class Rows:
 class Changes:
     """What a save must write of the conversations since the last one: a journal entry of the
     sessions (see `journal`), and the customers. The database files a customer by their last
-    session's end, so that a poll's changes fall on its newest pages: a customer filed
-    elsewhere before is named by where, to be deleted there."""
+    session's end, so that a poll's changes fall on its newest pages (see `state.store`)."""
 
     sessions: dict[int, bytes] = field(default_factory=dict)  # open, changed
     gone: set[int] = field(default_factory=set)  # ended
     generation: int = 0  # of the journal entry
     drop_before: int | None = None  # journal generations before it are gone
     customers: dict[int, int] = field(default_factory=dict)
-    customers_gone: dict[int, int] = field(default_factory=dict)  # moved: digest -> filed under
     customers_floor: int | None = None  # customers filed under an earlier second are forgotten
 
 

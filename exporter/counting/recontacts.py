@@ -22,7 +22,6 @@ class Recontacts:
         self.customers: dict[int, int] = {}  # keyed digest -> last << 2 | result
         self._expiring = Wheel(_WHEEL)  # customer digests by when they may be forgotten
         self._changed: set[int] = set()
-        self._moved: dict[int, int] = {}  # customers filed elsewhere in the database: -> last
         self._floor: int | None = None
 
     def __len__(self) -> int:
@@ -39,7 +38,6 @@ class Recontacts:
                 previous = earlier & 3
             if before > last:
                 return previous  # a later session of theirs ended first: it stays the latest
-            self._moved.setdefault(customer, before)
         self.customers[customer] = last << 2 | result
         self._changed.add(customer)
         self._expiring.file(customer, last + self.keep)
@@ -62,16 +60,15 @@ class Recontacts:
                     # not taken out yet, as it ends after `second`)
                     self._expiring.file(who, (value >> 2) + self.keep)
 
-    def pending(self) -> tuple[dict[int, int], dict[int, int], int | None]:
-        """Since the last `saved()`: the customers changed, where those that moved were filed
-        (their last session's end), and the floor below which every customer is forgotten."""
+    def pending(self) -> tuple[dict[int, int], int | None]:
+        """Since the last `saved()`: the customers changed, and the floor below which every
+        customer is forgotten."""
         customers = self.customers
         changed = {k: customers[k] for k in self._changed if k in customers}
-        return changed, dict(self._moved), self._floor
+        return changed, self._floor
 
     def saved(self) -> None:
         self._changed.clear()
-        self._moved.clear()
         self._floor = None
 
     def load(self, customers: dict[int, int]) -> None:

@@ -270,7 +270,13 @@ def _write_conversations(
 ) -> None:
     """Open sessions as a journal entry (or, without `changes`, as the whole journal anew), and
     re-contact customers, by their last session's end: all of them, or the changes (which then
-    fall on the newest pages)."""
+    fall on the newest pages).
+
+    A customer whose new session ended keeps the row of their earlier one until the floor
+    (the re-contact window and a horizon) passes it, and a load reads their latest row last:
+    deleting it at once cost a page written per customer, anywhere in the table (at a day of
+    1M sessions from 300,000 customers, 35-40 ms of a 50 ms save). The table holds a row per
+    session that ended with a customer within the floor, rather than one per customer."""
     if changes is None:
         db.execute("DELETE FROM session_journal WHERE operation = ?", (name,))
         db.execute("DELETE FROM recontact_customers WHERE operation = ?", (name,))
@@ -278,10 +284,6 @@ def _write_conversations(
         _append_journal(db, name, journal.Entry(sessions, set(), 0, None))
     else:
         talk = changes.conversations
-        db.executemany(
-            "DELETE FROM recontact_customers WHERE operation = ? AND last = ? AND key = ?",
-            [(name, last, _signed(k)) for k, last in talk.customers_gone.items()],
-        )
         if talk.customers_floor is not None:
             db.execute(
                 "DELETE FROM recontact_customers WHERE operation = ? AND last < ?",
@@ -355,9 +357,10 @@ def _read_operations(db: sqlite3.Connection) -> dict[str, OperationState]:
         customers = {
             _unsigned(k): v
             for k, v in db.execute(
-                "SELECT key, value FROM recontact_customers WHERE operation = ?", (name,)
+                "SELECT key, value FROM recontact_customers WHERE operation = ? ORDER BY last",
+                (name,),
             )
-        }
+        }  # a customer's latest row read last (see `_write_conversations`)
         tally = msgspec.structs.replace(
             state.tally,
             session_buckets=buckets,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import stat
 from datetime import datetime
 from itertools import pairwise
@@ -207,6 +208,37 @@ def test_open_sessions_and_customers_survive_a_restart_as_keyed_digests_only(tmp
         assert secret not in raw
 
 
+def test_a_restart_compares_with_the_customers_latest_session_and_old_rows_go(tmp_path):
+    """A customer's earlier session keeps its row in the database until the floor passes it
+    (deleting it at once wrote a page anywhere in the table): a restart reads the latest one,
+    and rows older than the re-contact window and a horizon are deleted."""
+    path = tmp_path / "state.db"
+    store = StateStore(path)
+    t = Tally(operation_settings(kpis=KPIS), store.secret())
+    for start, session, reply in ((0, "A", "transfer_skill"), (900, "B", "Gracias")):
+        read(t, start, start + 299, row(start + 1, session, reply, customer="98765432"))
+        read(t, start + 300, start + 599)
+        store.save("main", _state(t), t.pending())
+        t.saved()
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM recontact_customers").fetchone() == (2,)
+
+    again = StateStore(path)
+    back = Tally(operation_settings(kpis=KPIS), again.secret())
+    back.restore(again.load()["main"].tally)
+    read(back, 1800, 2099, row(1801, "C", "Gracias", customer="98765432"))
+    read(back, 2100, 2399)
+    # A then B (after a transfer), then C (after B, contained): not after A a second time.
+    assert back.counts.sessions_recontact == {
+        ("whatsapp", "transferred"): 1,
+        ("whatsapp", "contained"): 1,
+    }
+    back.forget_before(BASE + 901 + 3600 + 86400 + 1)  # past B's end, the window and a horizon
+    again.save("main", _state(back), back.pending())
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT count(*) FROM recontact_customers").fetchone() == (1,)
+
+
 def _state(t: Tally) -> Any:
     from exporter.state.store import OperationState
 
@@ -271,7 +303,7 @@ def test_without_a_state_file_nothing_piles_up_for_saves(sim_factory):
     changes = poller.tally.pending()
     assert not changes.buckets and not changes.transfers
     talk = changes.conversations
-    assert not talk.sessions and not talk.gone and not talk.customers and not talk.customers_gone
+    assert not talk.sessions and not talk.gone and not talk.customers
 
 
 _ANSWERS = ("Hola, ¿qué necesitas?", "No entendí tu mensaje", "transfer_skill", "Listo, gracias")
