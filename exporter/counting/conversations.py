@@ -368,11 +368,10 @@ class Conversations:
                 state.take(part)
                 self._store(key, state)
 
-    def _store(self, key: int, state: Open, changed: bool = True) -> None:
-        """Keep a session open, and file it under the second it may end at."""
-        if changed:
-            self.open[key] = state.pack()
-            self._changes.sessions[key] = b""
+    def _store(self, key: int, state: Open) -> None:
+        """Keep a session open as changed, and file it under the second it may end at."""
+        self.open[key] = state.pack()
+        self._changes.sessions[key] = b""
         self._due.file(key, self._due_at(state.first, state.last, state.touched))
 
     def _due_at(self, first: int, last: int, touched: int) -> int:
@@ -447,7 +446,8 @@ class Conversations:
             self.channel_index(label)
         for key, blob in saved.open_sessions.items():
             self.open[key] = blob
-            self._store(key, Open.unpack(blob), changed=False)
+            state = Open.unpack(blob)
+            self._due.file(key, self._due_at(state.first, state.last, state.touched))
         self.recontacts.load(saved.recontact_customers)
         self._journal.loaded(saved.journal_generation, saved.journal_entries)
         self._changes = Changes()
