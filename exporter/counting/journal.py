@@ -18,7 +18,6 @@ million keys in one save (18-50 ms at 1M open, touching every key).
 
 from __future__ import annotations
 
-import sys
 from array import array
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
@@ -115,15 +114,17 @@ class Journal:
         generation anyway, and one that did not change stays filed in a bucket the image reads
         (filed again only later on the wheel, and as changed beyond its `reach`). A session
         met twice is written twice; one met after it ended, not at all."""
-        sessions: dict[int, bytes | None] = {k: open_[k] for k in changed if k in open_}
         image, step = self._image, self._step
         generation, since = self.generation, self._since
         starting = image is None and self.entries > 2 * len(open_) + FLOOR
+        if starting and self._restarted:  # the whole image in this save (see `loaded`)
+            whole = Entry(open_, set(ended), generation + 1, generation + 1)
+            self._planned = (whole, None, step, len(open_) + len(ended))
+            return whole  # written as it stands: nothing changes the sessions until `saved`
+        sessions: dict[int, bytes | None] = {k: open_[k] for k in changed if k in open_}
         if starting:
             image, generation, since = due.scan(), generation + 1, 0
             step = max(SLICE, -(-len(open_) // SLICES))
-            if self._restarted:
-                step = sys.maxsize  # the whole image in this save (see `loaded`)
         drop_before = None
         if image is not None:
             part, image = due.take(image, step)
