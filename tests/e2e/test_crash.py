@@ -10,32 +10,42 @@ import pytest
 
 from exporter.state.store import StateStore
 from exporter.tools import simulator
-from tests.support.harness import TOKEN, assert_conversations, expected_counts, expected_kpis
+from tests.support.harness import (
+    TOKEN,
+    assert_conversations,
+    expected_counts,
+    expected_kpis,
+    within_the_cap,
+)
 from tests.support.process import assert_private, by_label, conversations, interactions, parse
 
 
 @pytest.mark.parametrize("select_by", simulator.SELECT_BY)
 def test_sigkill_at_random_moments_neither_loses_nor_doubles(live_exporter, select_by: str):
     rng = random.Random(20261129)
-    # Traffic begins once the exporter has surely made its first poll (which reads only the
-    # last complete window: rows before it are history, for backfill), even on a loaded machine.
-    start = int(time.time()) + 10
-    stop = start + 24
-    traffic = simulator.Traffic(
-        seed=77,
-        rate_per_minute=600,
-        daily_curve=False,
-        late_fraction=0.15,
-        late_max=1.5,
-        duplicate_fraction=0.05,
-        start=start,
-        stop=stop,
-        select_by=select_by,
-        close_delay=5,
-        think=0.02,
-    )
     # By close time a session's rows share one second, which must stay under the cap.
     cap = 30 if select_by == "date" else 60
+    # Traffic begins once the exporter has surely made its first poll (which reads only the
+    # last complete window: rows before it are history, for backfill), even on a loaded machine.
+    traffic = within_the_cap(
+        lambda begin: simulator.Traffic(
+            seed=77,
+            rate_per_minute=600,
+            daily_curve=False,
+            late_fraction=0.15,
+            late_max=1.5,
+            duplicate_fraction=0.05,
+            start=begin,
+            stop=begin + 24,
+            select_by=select_by,
+            close_delay=5,
+            think=0.02,
+        ),
+        int(time.time()) + 10,
+        cap,
+    )
+    start, stop = traffic.start, traffic.stop
+    assert start is not None and stop is not None
     polling = {
         "interval": "1s",
         "settle_delay": "1s",

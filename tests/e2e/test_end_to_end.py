@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 
 from exporter.tools import simulator
-from tests.support.harness import TOKEN, assert_conversations, expected_counts, promtool
+from tests.support.harness import (
+    TOKEN,
+    assert_conversations,
+    expected_counts,
+    promtool,
+    within_the_cap,
+)
 from tests.support.process import (
     Exporter,
     assert_private,
@@ -28,24 +34,28 @@ KPIS = {"session_timeout": "3s", "recontact_window": "1m"}
 def test_exporter_process_counts_exactly_what_the_api_served(live_exporter, select_by: str):
     """In both ways the API may select rows: by their date, or by when their session closed
     (then rows come back dated before the range asked for, some before the look-back)."""
-    start = int(time.time()) + 3
-    stop = start + 16
-    traffic = simulator.Traffic(
-        seed=42,
-        rate_per_minute=600,
-        daily_curve=False,
-        late_fraction=0.15,
-        late_max=2.5,
-        duplicate_fraction=0.05,
-        start=start,
-        stop=stop,
-        select_by=select_by,
-        close_delay=7,
-        think=0.02,  # conversations of seconds: 1-2 s between messages
-    )
     # Small enough that answers come back at the cap and are split; by close time a session's
     # rows (and their copies) share one second, which must stay under the cap.
     cap = 30 if select_by == "date" else 60
+    traffic = within_the_cap(
+        lambda begin: simulator.Traffic(
+            seed=42,
+            rate_per_minute=600,
+            daily_curve=False,
+            late_fraction=0.15,
+            late_max=2.5,
+            duplicate_fraction=0.05,
+            start=begin,
+            stop=begin + 16,
+            select_by=select_by,
+            close_delay=7,
+            think=0.02,  # conversations of seconds: 1-2 s between messages
+        ),
+        int(time.time()) + 3,
+        cap,
+    )
+    start, stop = traffic.start, traffic.stop
+    assert start is not None and stop is not None
     polling = {
         "interval": "2s",
         "settle_delay": "1s",

@@ -19,6 +19,7 @@ from tests.support.harness import (
     expected_counts,
     make_config,
     make_poller,
+    within_the_cap,
 )
 from tests.support.process import assert_private, by_label, conversations, interactions
 
@@ -138,23 +139,29 @@ def test_quota_exhaustion_pauses_the_token_for_every_operation_until_the_local_d
 
 @pytest.mark.parametrize("select_by", SELECT_BY)
 def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporter, select_by: str):
+    # By close time a session's rows share one second, which must stay under the cap.
+    cap = 40
     # Traffic begins once the exporter has surely made its first poll, even on a loaded
     # machine (its first window is the last complete one; rows before it are for backfill).
-    start = int(time.time()) + 10
-    stop = start + 16
-    traffic = Traffic(
-        seed=99,
-        rate_per_minute=300,
-        daily_curve=False,
-        late_fraction=0.1,
-        late_max=1.5,
-        duplicate_fraction=0.05,
-        start=start,
-        stop=stop,
-        select_by=select_by,
-        close_delay=6,
-        think=0.02,
+    traffic = within_the_cap(
+        lambda begin: Traffic(
+            seed=99,
+            rate_per_minute=300,
+            daily_curve=False,
+            late_fraction=0.1,
+            late_max=1.5,
+            duplicate_fraction=0.05,
+            start=begin,
+            stop=begin + 16,
+            select_by=select_by,
+            close_delay=6,
+            think=0.02,
+        ),
+        int(time.time()) + 10,
+        cap,
     )
+    start = traffic.start
+    assert start is not None
     faults = Faults(**ALL_BUT_QUOTA, hang_seconds=0.7, retry_after=1, seed=3)
     polling = {
         "interval": "1s",
@@ -167,7 +174,7 @@ def test_exporter_process_keeps_serving_under_faults_and_ends_exact(live_exporte
     }
     kpis = {"session_timeout": "3s", "recontact_window": "1m"}
     live = live_exporter(
-        traffic, name="faulty", cap=40, polling=polling, latency=0.005, faults=faults, kpis=kpis
+        traffic, name="faulty", cap=cap, polling=polling, latency=0.005, faults=faults, kpis=kpis
     )
     sim, exporter = live.sim, live.exporter.start()
     try:
