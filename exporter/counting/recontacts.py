@@ -40,7 +40,11 @@ class Recontacts:
                 return previous  # a later session of theirs ended first: it stays the latest
         self.customers[customer] = last << 2 | result
         self._changed.add(customer)
-        self._expiring.file(customer, last + self.keep)
+        if earlier is None:
+            # A returning customer stays filed where it was, which falls due first; it is
+            # filed again there (`forget_before`). Filing it at every session would hold an
+            # entry per session of the window and a horizon, not one per customer.
+            self._expiring.file(customer, last + self.keep)
         return previous
 
     def forget_before(self, second: int) -> None:

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from exporter.api import windowing
 from exporter.api.client import TokenGate
 from exporter.api.records import decode
+from exporter.counting.recontacts import Recontacts
 from exporter.counting.tally import Tally
 from exporter.state.store import StateStore
 from exporter.tools.simulator import Traffic
@@ -237,6 +238,71 @@ def test_a_restart_compares_with_the_customers_latest_session_and_old_rows_go(tm
     again.save("main", _state(back), back.pending())
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM recontact_customers").fetchone() == (1,)
+
+
+def _filed(r: Recontacts) -> int:
+    return sum(map(len, r._expiring.buckets.values()))
+
+
+def test_a_customer_who_comes_back_all_day_is_remembered_once():
+    """Re-contact memory follows customers, not sessions: a regular who writes every ten
+    minutes for two days is one entry (it was one per session of the window and a horizon:
+    134 MB against 75 MB after two days of a million sessions a day), remembered until the
+    window and a horizon after their latest session, then forgotten."""
+    window, horizon = 3600, 86400
+    r = Recontacts(window, horizon)
+    for n in range(288):
+        first = BASE + n * 600
+        previous = r.ended(7, first, first + 60, n % 3)
+        assert previous == (None if n == 0 else (n - 1) % 3)
+        r.forget_before(first + 300)
+    assert len(r) == 1 and _filed(r) == 1
+    last = BASE + 287 * 600 + 60
+    r.forget_before(last + window + horizon - 600)
+    assert len(r) == 1
+    r.forget_before(last + window + horizon + 1200)
+    assert len(r) == 0 and _filed(r) == 0
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 4),  # customer
+            st.integers(0, 30_000),  # seconds before the session ends, after the one before
+            st.integers(0, 2_000),  # its duration
+            st.integers(0, 2),  # result
+        ),
+        max_size=60,
+    )
+)
+def test_customers_are_held_while_their_window_runs_and_filed_once(
+    sessions: list[tuple[int, int, int, int]],
+) -> None:
+    window, horizon = 3600, 7200
+    r = Recontacts(window, horizon)
+    latest: dict[int, tuple[int, int]] = {}  # customer -> (last, result), as a reader expects
+    now = BASE
+    for who, gap, duration, result in sessions:
+        now += gap
+        first, last = now - duration, now
+        earlier = latest.get(who)
+        expected = None
+        if earlier is not None and earlier[0] <= first and first - earlier[0] <= window:
+            expected = earlier[1]
+        assert r.ended(who, first, last, result) == expected
+        if earlier is None or earlier[0] <= last:
+            latest[who] = (last, result)
+        r.forget_before(now + 1)
+        floor = now + 1 - window - horizon
+        for customer, (end, _) in latest.items():
+            # Held while the window and a horizon run; gone a bucket after.
+            if end >= floor:
+                assert customer in r.customers
+            elif end < floor - 600:
+                assert customer not in r.customers
+        latest = {c: v for c, v in latest.items() if c in r.customers}
+        assert _filed(r) == len(r)
 
 
 def _state(t: Tally) -> Any:
