@@ -49,7 +49,10 @@ def session(i: int, per_second: float, customers: int) -> tuple[int, bytes]:
     the re-contact window (a day of 1M sessions from 300,000 customers is three or more each),
     whom their end moves in the database; the others, of a customer not seen before."""
     first = T0 + int(i / per_second)
-    who = customer(i * 40503 % customers) if customers and i % 10 < 7 else i * 40503 + 2**62
+    if customers and i % 10 < 7:  # the k-th returning session; 40507 is prime to the count
+        who = customer((i // 10 * 7 + i % 10) * 40507 % customers)
+    else:
+        who = i * 40503 + 2**62
     state = Open(first, first + 90, first + 300, -1, 4, 2, i % 9, who)
     return (i * 2654435761) % 2**64 or 1, state.pack()
 
