@@ -247,7 +247,7 @@ def _filed(r: Recontacts) -> int:
 def test_a_customer_who_comes_back_all_day_is_remembered_once():
     """Re-contact memory follows customers, not sessions: a regular who writes every ten
     minutes for two days is one entry (it was one per session of the window and a horizon:
-    134 MB against 75 MB after two days of a million sessions a day), remembered until the
+    162 MB against 114 MB after two days of a million sessions a day), remembered until the
     window and a horizon after their latest session, then forgotten."""
     window, horizon = 3600, 86400
     r = Recontacts(window, horizon)
